@@ -1,0 +1,171 @@
+//! Close codes for the WebSocket connection and error codes for single streams.
+
+use std::fmt;
+
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+
+use crate::error::Error;
+
+/// The longest close reason a Close frame can carry, in UTF-8 bytes (RFC 6455 §5.5: a control frame
+/// payload is at most 125 bytes, two of which are the code).
+pub const MAX_CLOSE_REASON_LEN: usize = 123;
+
+/// A WebSocket close code (RFC 6455 §7.4), as sent in or read from a Close frame.
+///
+/// Applications may send only [`NORMAL`](Self::NORMAL), [`GOING_AWAY`](Self::GOING_AWAY) and the
+/// private range 4000–4999 ([`is_application_code`](Self::is_application_code)); the others are
+/// reserved for the library or can only be *observed* (1005, 1006 are never sent).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    /// 1000: the purpose of the connection has been fulfilled.
+    pub const NORMAL: Self = Self(1000);
+    /// 1001: the endpoint is going away (shutdown, idle timeout).
+    pub const GOING_AWAY: Self = Self(1001);
+    /// 1002: the peer violated the protocol in a way that cannot be pinned to one stream.
+    pub const PROTOCOL_ERROR: Self = Self(1002);
+    /// 1003: a message of a type we do not accept (a text message on a binary protocol).
+    pub const UNSUPPORTED_DATA: Self = Self(1003);
+    /// 1005: a Close frame arrived without a code. Observed only, never sent.
+    pub const NO_STATUS: Self = Self(1005);
+    /// 1006: the connection ended without a Close frame. Observed only, never sent.
+    pub const ABNORMAL: Self = Self(1006);
+    /// 1007: a text message that is not valid UTF-8.
+    pub const INVALID_PAYLOAD: Self = Self(1007);
+    /// 1008: a policy was violated (for example the limit on concurrent streams).
+    pub const POLICY: Self = Self(1008);
+    /// 1009: a message larger than the configured limit.
+    pub const TOO_BIG: Self = Self(1009);
+    /// 1011: an internal error on the closing side.
+    pub const INTERNAL_ERROR: Self = Self(1011);
+
+    /// Whether an application may send this code: 1000, 1001 or 4000–4999.
+    pub fn is_application_code(self) -> bool {
+        matches!(self.0, 1000 | 1001 | 4000..=4999)
+    }
+
+    /// Checks that an application may close with `code` and `reason` and builds the frame.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCloseCode`] for a code outside 1000, 1001, 4000–4999 and
+    /// [`Error::CloseReasonTooLong`] for a reason over [`MAX_CLOSE_REASON_LEN`] bytes. Nothing is
+    /// truncated.
+    pub fn application_frame(self, reason: &str) -> Result<CloseFrame, Error> {
+        if !self.is_application_code() {
+            return Err(Error::InvalidCloseCode(self));
+        }
+        self.frame(reason)
+    }
+
+    /// Builds a Close frame with any code that may appear on the wire (not 1005, 1006, 1015).
+    pub(crate) fn frame(self, reason: &str) -> Result<CloseFrame, Error> {
+        if reason.len() > MAX_CLOSE_REASON_LEN {
+            return Err(Error::CloseReasonTooLong(reason.len()));
+        }
+        Ok(CloseFrame {
+            code: self.0.into(),
+            reason: reason.into(),
+        })
+    }
+}
+
+impl From<async_tungstenite::tungstenite::protocol::frame::coding::CloseCode> for CloseCode {
+    fn from(code: async_tungstenite::tungstenite::protocol::frame::coding::CloseCode) -> Self {
+        Self(code.into())
+    }
+}
+
+impl fmt::Debug for CloseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CloseCode({})", self.0)
+    }
+}
+
+impl fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An error code carried by a stream's ERROR message (`reset`, `stop`), at most 2^62−1.
+///
+/// Codes 0, 1 and 2 are reserved: [`UNKNOWN`](Self::UNKNOWN) (also what dropping an unread stream
+/// sends), [`PARSE`](Self::PARSE) and [`OVERFLOW`](Self::OVERFLOW) (sent by the library when a peer
+/// misbehaves on one stream). Applications choose any other value.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ErrorCode(pub u64);
+
+impl ErrorCode {
+    /// 0: no particular reason; also sent when a stream is dropped without being read to the end.
+    pub const UNKNOWN: Self = Self(0);
+    /// 1: the peer sent a malformed message on this stream.
+    pub const PARSE: Self = Self(1);
+    /// 2: the peer sent more data than the credit it was given.
+    pub const OVERFLOW: Self = Self(2);
+    /// The largest code the wire (a QUIC varint) can carry: 2^62−1.
+    pub const MAX: Self = Self(crate::proto::varint::MAX);
+
+    /// Checks the code fits in a varint.
+    pub(crate) fn validate(self) -> Result<Self, Error> {
+        if self.0 > Self::MAX.0 {
+            Err(Error::InvalidErrorCode(self.0))
+        } else {
+            Ok(self)
+        }
+    }
+}
+
+impl fmt::Debug for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ErrorCode({})", self.0)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn application_codes() {
+        for ok in [1000, 1001, 4000, 4999] {
+            assert!(CloseCode(ok).application_frame("x").is_ok(), "{ok}");
+        }
+        for bad in [0, 999, 1002, 1005, 1006, 1011, 3000, 3999, 5000, u16::MAX] {
+            assert!(
+                matches!(
+                    CloseCode(bad).application_frame(""),
+                    Err(Error::InvalidCloseCode(CloseCode(c))) if c == bad
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn reason_length_is_checked_in_bytes() {
+        let max = "é".repeat(61) + "x"; // 123 bytes
+        assert_eq!(max.len(), 123);
+        assert!(CloseCode::NORMAL.application_frame(&max).is_ok());
+        let over = "é".repeat(62); // 124 bytes
+        assert!(matches!(
+            CloseCode::NORMAL.application_frame(&over),
+            Err(Error::CloseReasonTooLong(124))
+        ));
+    }
+
+    #[test]
+    fn error_code_range() {
+        assert!(ErrorCode::MAX.validate().is_ok());
+        assert!(matches!(
+            ErrorCode(1 << 62).validate(),
+            Err(Error::InvalidErrorCode(v)) if v == 1 << 62
+        ));
+    }
+}
