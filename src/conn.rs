@@ -25,6 +25,9 @@ use crate::{
 /// be held hostage by a peer that sends without pause.
 const RECEIVE_BUDGET: usize = 256;
 
+/// How often one poll drives again because the socket woke meanwhile, before yielding.
+const MAX_DRIVE_RETRIES: usize = 3;
+
 /// A multiplexed connection: many independent [`WsStream`]s over one WebSocket.
 ///
 /// A cheap, cloneable handle (`Send + Sync`); all clones and streams share the connection.
@@ -49,7 +52,8 @@ const RECEIVE_BUDGET: usize = 256;
 /// use pharos::Observable;
 /// use ws_stream_mux::{CloseCode, Config, Connection};
 ///
-/// let (ws, _) = async_tungstenite::async_std::connect_async("ws://127.0.0.1:8080/").await?;
+/// let tcp = async_std::net::TcpStream::connect("127.0.0.1:8080").await?;
+/// let (ws, _) = async_tungstenite::client_async("ws://127.0.0.1:8080/", tcp).await?;
 /// let mut conn = Connection::client(ws, Config::default());
 /// let _events = conn.observe(Default::default()).await?;
 ///
@@ -275,7 +279,7 @@ impl Shared {
         mut op: impl FnMut(&mut Inner) -> Poll<T>,
     ) -> Poll<T> {
         let mut inner = self.lock();
-        loop {
+        for _ in 0..MAX_DRIVE_RETRIES {
             let epoch = self.waiters.epoch();
             inner.drive(&self.socket_waker, &self.waiters);
             let outcome = op(&mut inner);
@@ -298,6 +302,10 @@ impl Shared {
             }
             // The socket woke while we were driving: it may have more for us.
         }
+        // The socket keeps waking us at once. Under tokio that is its cooperative budget, which
+        // only the scheduler renews: yield to it instead of spinning.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Drives without waiting: for drops and one-shot actions (`reset`, `stop`).

@@ -6,12 +6,9 @@ mod common;
 use std::{io, num::NonZeroU32};
 
 use async_std::net::TcpStream;
-use async_tungstenite::{
-    tungstenite::Message,
-    WebSocketStream,
-};
+use async_tungstenite::{tungstenite::Message, WebSocketStream};
 use common::{within, ws_pair};
-use futures::{AsyncReadExt, AsyncWriteExt, SinkExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use pharos::{Events, Observable};
 use ws_stream_mux::{CloseCode, Config, Connection, Error, ProtoError, StreamId, WsEvent};
 
@@ -19,13 +16,22 @@ struct Raw(WebSocketStream<TcpStream>);
 
 impl Raw {
     async fn send(&mut self, bytes: &[u8]) {
-        self.0.send(Message::binary(bytes.to_vec())).await.expect("raw send");
+        self.0
+            .send(Message::binary(bytes.to_vec()))
+            .await
+            .expect("raw send");
     }
 
     /// The next binary message from our server.
     async fn recv(&mut self) -> Vec<u8> {
         loop {
-            match self.0.next().await.expect("raw: connection ended").expect("raw recv") {
+            match self
+                .0
+                .next()
+                .await
+                .expect("raw: connection ended")
+                .expect("raw recv")
+            {
                 Message::Binary(b) => return b.to_vec(),
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("raw: expected a binary message, got {other:?}"),
@@ -81,14 +87,26 @@ async fn overflow_fails_that_stream_only() {
         let (mut raw, conn, mut events) = setup(16).await;
         raw.send(&msg(&[0], 1, &ACK_1000)).await;
         let mut s = conn.accept().await.unwrap();
-        assert_eq!(raw.recv().await, msg(&[0], 1, &[0, 0, 0, 16]), "our ACK carries the window");
+        assert_eq!(
+            raw.recv().await,
+            msg(&[0], 1, &[0, 0, 0, 16]),
+            "our ACK carries the window"
+        );
 
         raw.send(&msg(&[0], 0, &[9u8; 17])).await;
         let err = s.read(&mut [0u8; 32]).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(matches!(inner(&err), Error::StreamOverflow(0)));
-        assert_eq!(raw.recv().await, msg(&[0], 2, &[0, 2]), "ERROR Read, code 2");
-        assert_eq!(raw.recv().await, msg(&[0], 2, &[1, 2]), "ERROR Write, code 2");
+        assert_eq!(
+            raw.recv().await,
+            msg(&[0], 2, &[0, 2]),
+            "ERROR Read, code 2"
+        );
+        assert_eq!(
+            raw.recv().await,
+            msg(&[0], 2, &[1, 2]),
+            "ERROR Write, code 2"
+        );
         next_matching(&mut events, |e| {
             matches!(e, WsEvent::StreamOverflow { id: StreamId(0) })
         })
@@ -158,17 +176,29 @@ async fn text_message_closes_with_1003() {
         let (mut raw, conn, mut events) = setup(1024).await;
         raw.0.send(Message::text("hello")).await.unwrap();
         let err = conn.accept().await.unwrap_err();
-        assert!(matches!(err, Error::Protocol(ProtoError::TextMessage)), "{err:?}");
+        assert!(
+            matches!(err, Error::Protocol(ProtoError::TextMessage)),
+            "{err:?}"
+        );
         assert_eq!(raw.expect_close().await, 1003);
         // Complete the closing handshake: the raw side replies, our side closes TCP.
-        let ((), run) = futures::join!(
-            async { while raw.0.next().await.is_some() {} },
-            conn.run()
+        let ((), run) = futures::join!(async { while raw.0.next().await.is_some() {} }, conn.run());
+        assert!(
+            matches!(run, Err(Error::Protocol(ProtoError::TextMessage))),
+            "{run:?}"
         );
-        assert!(matches!(run, Err(Error::Protocol(ProtoError::TextMessage))), "{run:?}");
-        next_matching(&mut events, |e| matches!(e, WsEvent::TextReceived { len: 5 })).await;
+        next_matching(&mut events, |e| {
+            matches!(e, WsEvent::TextReceived { len: 5 })
+        })
+        .await;
         let closed = next_matching(&mut events, |e| matches!(e, WsEvent::Closed { .. })).await;
-        assert!(matches!(closed, WsEvent::Closed { code: CloseCode(1003), .. }));
+        assert!(matches!(
+            closed,
+            WsEvent::Closed {
+                code: CloseCode(1003),
+                ..
+            }
+        ));
     })
     .await;
 }
@@ -179,7 +209,10 @@ async fn message_on_our_own_parity_that_we_never_opened_closes_with_1002() {
         let (mut raw, conn, _events) = setup(1024).await;
         raw.send(&msg(&[1], 1, &ACK_1000)).await; // odd ids are the server's
         let err = conn.accept().await.unwrap_err();
-        assert!(matches!(err, Error::Protocol(ProtoError::UnopenedStream(1))), "{err:?}");
+        assert!(
+            matches!(err, Error::Protocol(ProtoError::UnopenedStream(1))),
+            "{err:?}"
+        );
         assert_eq!(raw.expect_close().await, 1002);
     })
     .await;
@@ -192,7 +225,10 @@ async fn unparseable_stream_id_closes_with_1002() {
             let (mut raw, conn, _events) = setup(1024).await;
             raw.send(bytes).await;
             let err = conn.accept().await.unwrap_err();
-            assert!(matches!(err, Error::Protocol(ProtoError::BadStreamId)), "{err:?}");
+            assert!(
+                matches!(err, Error::Protocol(ProtoError::BadStreamId)),
+                "{err:?}"
+            );
             assert_eq!(raw.expect_close().await, 1002);
         })
         .await;
@@ -206,7 +242,11 @@ async fn non_minimal_varints_are_accepted_and_shortest_forms_sent() {
         raw.send(&msg(&[0x40, 0x00], 1, &ACK_1000)).await; // id 0 in two bytes
         let mut s = conn.accept().await.unwrap();
         assert_eq!(s.id(), StreamId(0));
-        assert_eq!(raw.recv().await, msg(&[0], 1, &[0, 0, 4, 0]), "shortest id in our ACK");
+        assert_eq!(
+            raw.recv().await,
+            msg(&[0], 1, &[0, 0, 4, 0]),
+            "shortest id in our ACK"
+        );
         raw.send(&msg(&[0x80, 0, 0, 0], 0, b"hey")).await; // id 0 in four bytes
         let mut got = [0u8; 3];
         s.read_exact(&mut got).await.unwrap();
@@ -214,9 +254,13 @@ async fn non_minimal_varints_are_accepted_and_shortest_forms_sent() {
         s.write_all(b"yo").await.unwrap();
         assert_eq!(raw.recv().await, msg(&[0], 0, b"yo"));
         // An ERROR code in a non-minimal form: 4001 in eight bytes.
-        raw.send(&msg(&[0], 2, &[0, 0xc0, 0, 0, 0, 0, 0, 0x0f, 0xa1])).await;
+        raw.send(&msg(&[0], 2, &[0, 0xc0, 0, 0, 0, 0, 0, 0x0f, 0xa1]))
+            .await;
         let err = s.read(&mut got).await.unwrap_err();
-        assert!(matches!(inner(&err), Error::Reset(c) if c.0 == 4001), "{err:?}");
+        assert!(
+            matches!(inner(&err), Error::Reset(c) if c.0 == 4001),
+            "{err:?}"
+        );
     })
     .await;
 }
@@ -243,7 +287,10 @@ async fn ack_of_zero_empty_data_and_late_messages_are_tolerated() {
         raw.send(&msg(&[0], 3, &[1])).await;
         raw.send(&msg(&[0], 2, &[0, 9])).await;
         raw.send(&msg(&[2], 1, &ACK_1000)).await;
-        let s2 = conn.accept().await.expect("connection survives late messages");
+        let s2 = conn
+            .accept()
+            .await
+            .expect("connection survives late messages");
         assert_eq!(s2.id(), StreamId(2));
     })
     .await;
@@ -257,11 +304,23 @@ async fn close_frame_without_code_is_reported_as_1005() {
         raw.0.send(Message::Close(None)).await.unwrap();
         let err = conn.accept().await.unwrap_err();
         assert!(
-            matches!(err, Error::ConnectionClosed { code: CloseCode::NO_STATUS, .. }),
+            matches!(
+                err,
+                Error::ConnectionClosed {
+                    code: CloseCode::NO_STATUS,
+                    ..
+                }
+            ),
             "{err:?}"
         );
         let frame = next_matching(&mut events, |e| matches!(e, WsEvent::CloseFrame { .. })).await;
-        assert!(matches!(frame, WsEvent::CloseFrame { code: CloseCode::NO_STATUS, .. }));
+        assert!(matches!(
+            frame,
+            WsEvent::CloseFrame {
+                code: CloseCode::NO_STATUS,
+                ..
+            }
+        ));
     })
     .await;
 }

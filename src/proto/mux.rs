@@ -342,6 +342,9 @@ impl Mux {
                     self.wakes.push(Wake::Write(id));
                 }
             }
+            // Once our read side has ended, a further CLOSE/ERROR Read (a mirror reply, a late
+            // reset) changes nothing and is not reported again.
+            Frame::Error(Half::Read, _) | Frame::Close(Half::Read) if !stream.recv_is_open() => {}
             Frame::Error(Half::Read, code) => {
                 self.events.push(WsEvent::StreamShutdown {
                     id,
@@ -371,6 +374,10 @@ impl Mux {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
+        if !stream.can_reset() {
+            // Our writing is already over (FIN sent, or reset): a mirror reply, nothing to stop.
+            return;
+        }
         self.events.push(WsEvent::StreamShutdown {
             id,
             half: Half::Write,

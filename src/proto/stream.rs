@@ -149,10 +149,12 @@ impl Stream {
     /// Ends the receiving half with `err`. `discard` drops buffered data (reset, stop); otherwise
     /// the application reads it before the error (connection closed).
     pub(super) fn fail_recv(&mut self, err: Error, discard: bool) {
-        if discard {
-            self.recv_buf.clear();
-        }
+        // A half that already ended keeps its end and its data: a late ERROR after the peer's
+        // FIN (the peer library sends such mirror replies) must not lose bytes already received.
         if matches!(self.recv, RecvState::Open) {
+            if discard {
+                self.recv_buf.clear();
+            }
             self.recv = RecvState::Failed(err);
         }
     }
