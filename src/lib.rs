@@ -5,12 +5,14 @@
 mod code;
 mod error;
 mod event;
+mod io;
 pub mod proto;
 mod transport;
 
 pub use code::{CloseCode, ErrorCode, MAX_CLOSE_REASON_LEN};
 pub use error::Error;
 pub use event::WsEvent;
+pub use io::{WsIo, WsIoConfig};
 pub use proto::{Half, ProtoError, Side, StreamId};
 
 /// The async-tungstenite version this crate is built on, re-exported so that your `WebSocketStream`

@@ -9,7 +9,8 @@
 
 use std::{
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
+    time::Duration,
 };
 
 use async_tungstenite::{
@@ -17,7 +18,8 @@ use async_tungstenite::{
     WebSocketStream,
 };
 use bytes::Bytes;
-use futures::{AsyncRead, AsyncWrite, Sink, Stream};
+use futures::{AsyncRead, AsyncWrite, Future, Sink, Stream};
+use futures_timer::Delay;
 
 use crate::{
     code::CloseCode,
@@ -52,10 +54,26 @@ enum State {
     Done(Error),
 }
 
+/// How many control frames (pings, pongs, ignored frames) `poll_recv` handles before it lets other
+/// tasks run. A burst of pings is answered in slices, not in one long poll.
+const CONTROL_FRAME_BUDGET: usize = 1024;
+
 /// The shared WebSocket driver. See the module docs.
 pub(crate) struct Transport {
-    ws: Box<dyn Socket>,
+    /// The socket; released (dropped, so that TCP closes) as soon as the connection is over.
+    ws: Option<Box<dyn Socket>>,
     state: State,
+    /// How long the closing handshake may take, from the first Close frame sent or received until
+    /// the connection is over (on a client, that includes waiting for the server to close TCP).
+    /// `None` waits for ever.
+    close_timeout: Option<Duration>,
+    /// Armed when the closing handshake starts, if there is a `close_timeout`.
+    close_timer: Option<Delay>,
+    /// The task that last found the sink not ready (`poll_ready_send`/`poll_flush` pending). A
+    /// flush done as a side effect of receiving registers the receiving task's waker in the
+    /// socket's write slot, replacing this one, so it is woken here instead when such a flush
+    /// completes.
+    write_waiter: Option<Waker>,
     /// Largest binary message accepted; larger ones close the connection with 1009.
     max_message_size: usize,
     /// Something was handed to the sink since the last flush.
@@ -65,17 +83,31 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    pub(crate) fn new<S>(ws: WebSocketStream<S>, max_message_size: usize, event_limit: usize) -> Self
+    pub(crate) fn new<S>(
+        ws: WebSocketStream<S>,
+        max_message_size: usize,
+        event_limit: usize,
+    ) -> Self
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         Self {
-            ws: Box::new(ws),
+            ws: Some(Box::new(ws)),
             state: State::Open,
+            close_timeout: None,
+            close_timer: None,
+            write_waiter: None,
             max_message_size,
             unflushed: false,
             events: EventSink::new(event_limit),
         }
+    }
+
+    /// Bounds the closing handshake: once a Close frame was sent or received, the connection is
+    /// dropped after `timeout` even if the peer neither answers nor closes TCP. The result is the
+    /// same as if the peer had closed TCP at that moment. `None` (the default) waits for ever.
+    pub(crate) fn set_close_timeout(&mut self, timeout: Option<Duration>) {
+        self.close_timeout = timeout;
     }
 
     /// The error that ended the connection, once it is over.
@@ -113,15 +145,29 @@ impl Transport {
     /// messages arriving after either side started closing are discarded. The loop is iterative, so
     /// a flood of pings costs time, not stack.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Error>> {
+        let mut budget = CONTROL_FRAME_BUDGET;
         loop {
             if let State::Done(err) = &self.state {
                 return Poll::Ready(Err(err.clone()));
             }
-            let next = match Pin::new(&mut self.ws).poll_next(cx) {
+            if budget == 0 {
+                self.flush_quietly(cx);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            budget -= 1;
+            let Some(ws) = self.ws.as_mut() else {
+                self.finish(None);
+                continue;
+            };
+            let next = match Pin::new(ws).poll_next(cx) {
                 Poll::Pending => {
                     // Replies to pings and closes are queued inside tungstenite; make sure they
                     // leave before we sleep.
                     self.flush_quietly(cx);
+                    if self.poll_close_timer(cx).is_ready() {
+                        continue;
+                    }
                     return Poll::Pending;
                 }
                 Poll::Ready(next) => next,
@@ -158,13 +204,21 @@ impl Transport {
         if let Some(err) = self.closing_error() {
             return Poll::Ready(Err(err));
         }
-        match Pin::new(&mut self.ws).poll_ready(cx) {
+        let Some(ws) = self.ws.as_mut() else {
+            return Poll::Ready(Err(Error::abnormal("")));
+        };
+        match Pin::new(ws).poll_ready(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(err)) => {
                 self.on_ws_error(err);
-                Poll::Ready(Err(self.closing_error().unwrap_or_else(|| Error::abnormal(""))))
+                Poll::Ready(Err(self
+                    .closing_error()
+                    .unwrap_or_else(|| Error::abnormal(""))))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                self.wait_for_write(cx);
+                Poll::Pending
+            }
         }
     }
 
@@ -173,8 +227,11 @@ impl Transport {
         if let Some(err) = self.closing_error() {
             return Err(err);
         }
+        let Some(ws) = self.ws.as_mut() else {
+            return Err(Error::abnormal(""));
+        };
         self.unflushed = true;
-        Pin::new(&mut self.ws)
+        Pin::new(ws)
             .start_send(Message::Binary(data))
             .map_err(|err| {
                 self.on_ws_error(err);
@@ -184,17 +241,30 @@ impl Transport {
 
     /// Flushes what was queued. Errors end the connection and are returned.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let flushed = self.poll_flush_socket(cx);
+        if flushed.is_pending() {
+            self.wait_for_write(cx);
+        }
+        flushed
+    }
+
+    fn poll_flush_socket(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if let State::Done(err) = &self.state {
             return Poll::Ready(Err(err.clone()));
         }
-        match Pin::new(&mut self.ws).poll_flush(cx) {
+        let Some(ws) = self.ws.as_mut() else {
+            return Poll::Ready(Err(Error::abnormal("")));
+        };
+        match Pin::new(ws).poll_flush(cx) {
             Poll::Ready(Ok(())) => {
                 self.unflushed = false;
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(err)) => {
                 self.on_ws_error(err);
-                Poll::Ready(Err(self.closing_error().unwrap_or_else(|| Error::abnormal(""))))
+                Poll::Ready(Err(self
+                    .closing_error()
+                    .unwrap_or_else(|| Error::abnormal(""))))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -207,8 +277,38 @@ impl Transport {
 
     /// Flush as a side effect of driving: errors are recorded in the state, not returned.
     fn flush_quietly(&mut self, cx: &mut Context<'_>) {
-        if !matches!(self.state, State::Done(_)) {
-            let _ = self.poll_flush(cx);
+        if !matches!(self.state, State::Done(_)) && self.poll_flush_socket(cx).is_ready() {
+            // This flush took the socket's write slot from a waiting writer; what it waited for
+            // may have happened (room in the buffer, or the end of the connection).
+            if let Some(writer) = self.write_waiter.take() {
+                writer.wake();
+            }
+        }
+    }
+
+    fn wait_for_write(&mut self, cx: &mut Context<'_>) {
+        match &self.write_waiter {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => self.write_waiter = Some(cx.waker().clone()),
+        }
+    }
+
+    /// Polls the closing-handshake timer; when it fires, the connection is over.
+    fn poll_close_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(timer) = self.close_timer.as_mut() else {
+            return Poll::Pending;
+        };
+        if Pin::new(timer).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.close_timer = None;
+        self.finish(None);
+        Poll::Ready(())
+    }
+
+    fn arm_close_timer(&mut self) {
+        if self.close_timer.is_none() {
+            self.close_timer = self.close_timeout.map(Delay::new);
         }
     }
 
@@ -221,6 +321,7 @@ impl Transport {
         let code = CloseCode::from(frame.code);
         let reason = frame.reason.as_str().to_owned();
         self.state = State::Closing { code, reason };
+        self.arm_close_timer();
         self.queue_close(frame);
         Ok(())
     }
@@ -234,14 +335,17 @@ impl Transport {
             .close_code()
             .frame(err.close_reason())
             .expect("library close reasons are short");
-        self.events.emit(WsEvent::Error(Error::Protocol(err.clone())));
+        self.events
+            .emit(WsEvent::Error(Error::Protocol(err.clone())));
         self.state = State::Failing(err);
+        self.arm_close_timer();
         self.queue_close(frame);
     }
 
     fn queue_close(&mut self, frame: CloseFrame) {
+        let Some(ws) = self.ws.as_mut() else { return };
         self.unflushed = true;
-        if let Err(err) = Pin::new(&mut self.ws).start_send(Message::Close(Some(frame))) {
+        if let Err(err) = Pin::new(ws).start_send(Message::Close(Some(frame))) {
             self.on_ws_error(err);
         }
     }
@@ -264,7 +368,10 @@ impl Transport {
 
     fn on_close_frame(&mut self, frame: Option<CloseFrame>) {
         let (code, reason) = match frame {
-            Some(frame) => (CloseCode::from(frame.code), frame.reason.as_str().to_owned()),
+            Some(frame) => (
+                CloseCode::from(frame.code),
+                frame.reason.as_str().to_owned(),
+            ),
             None => (CloseCode::NO_STATUS, String::new()),
         };
         self.events.emit(WsEvent::CloseFrame {
@@ -275,6 +382,7 @@ impl Transport {
             // tungstenite queued the echo of this frame; it leaves with the next flush.
             self.unflushed = true;
             self.state = State::PeerClosed { code, reason };
+            self.arm_close_timer();
         }
     }
 
@@ -315,11 +423,20 @@ impl Transport {
         };
         self.events.emit(WsEvent::Closed { code, reason });
         self.state = State::Done(err);
+        // Dropping the socket closes TCP: a server closes first after the handshake (RFC 6455
+        // §7.1.1), and nobody keeps a dead connection open by holding on to a handle.
+        self.ws = None;
+        self.close_timer = None;
+        if let Some(writer) = self.write_waiter.take() {
+            writer.wake();
+        }
     }
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport").field("state", &self.state).finish_non_exhaustive()
+        f.debug_struct("Transport")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
     }
 }
