@@ -710,3 +710,78 @@ async fn an_invalid_config_is_a_clear_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A waker that reports each wake-up on a channel, so that a test can await it.
+fn reporting_waker() -> (
+    std::task::Waker,
+    futures::channel::mpsc::UnboundedReceiver<()>,
+) {
+    struct Report(futures::channel::mpsc::UnboundedSender<()>);
+    impl futures::task::ArcWake for Report {
+        fn wake_by_ref(this: &std::sync::Arc<Self>) {
+            let _ = this.0.unbounded_send(());
+        }
+    }
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    (futures::task::waker(std::sync::Arc::new(Report(tx))), rx)
+}
+
+#[async_std::test]
+async fn a_waiting_writer_is_woken_when_a_read_flushes_the_socket_for_it() {
+    use futures::{AsyncRead, AsyncWrite};
+    use std::{
+        pin::Pin,
+        task::{Context, Poll},
+    };
+    // Two tasks share one WsIo (as with `split`): the writer waits for room in the socket, then
+    // the reader's poll flushes the socket as a side effect, taking the socket's write slot. The
+    // writer must still be woken when the room is there.
+    let (server, mut peer) = ws_pair().await;
+    let mut io = WsIo::new(server);
+    let (writer_waker, mut writer_woken) = reporting_waker();
+    let (reader_waker, mut reader_woken) = reporting_waker();
+    let chunk = vec![7u8; 64 * 1024];
+
+    // The writer fills the socket until it has to wait (the peer reads nothing yet).
+    let mut writer_cx = Context::from_waker(&writer_waker);
+    let mut written = 0usize;
+    loop {
+        let mut io = Pin::new(&mut io);
+        match io.as_mut().poll_write(&mut writer_cx, &chunk) {
+            Poll::Ready(Ok(n)) => written += n,
+            Poll::Ready(Err(err)) => panic!("{err}"),
+            Poll::Pending => break,
+        }
+        if io.poll_flush(&mut writer_cx).is_pending() {
+            break;
+        }
+        assert!(written < 1 << 30, "the socket never filled up");
+    }
+    // The reader finds nothing to read and flushes on the way out, taking the write slot.
+    let mut reader_cx = Context::from_waker(&reader_waker);
+    assert!(Pin::new(&mut io)
+        .poll_read(&mut reader_cx, &mut [0; 16])
+        .is_pending());
+
+    // Now the peer drains the socket; the reader is polled whenever it is woken.
+    let drain = async_std::task::spawn(async move {
+        let mut received = 0usize;
+        while let Some(Ok(message)) = peer.next().await {
+            received += message.len();
+        }
+        received
+    });
+    within("the writer to be woken", async {
+        loop {
+            futures::select! {
+                _ = writer_woken.next() => break,
+                _ = reader_woken.next() => {
+                    assert!(Pin::new(&mut io).poll_read(&mut reader_cx, &mut [0; 16]).is_pending());
+                }
+            }
+        }
+    })
+    .await;
+    within("close", io.close()).await.unwrap();
+    assert!(within("drain", drain).await >= written);
+}
