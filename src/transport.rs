@@ -426,6 +426,7 @@ impl Transport {
         // Dropping the socket closes TCP: a server closes first after the handshake (RFC 6455
         // §7.1.1), and nobody keeps a dead connection open by holding on to a handle.
         self.ws = None;
+        self.unflushed = false;
         self.close_timer = None;
         if let Some(writer) = self.write_waiter.take() {
             writer.wake();
