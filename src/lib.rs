@@ -1,4 +1,8 @@
 //! Byte streams over WebSockets.
+//!
+//! [`WsIo`] turns a whole async-tungstenite `WebSocketStream` into one `AsyncRead` + `AsyncWrite`
+//! (binary messages in, bytes out; writes coalesced into messages), for any WebSocket peer. With
+//! the `tokio` feature it also implements tokio's I/O traits.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
