@@ -302,6 +302,14 @@ impl Transport {
             return Poll::Pending;
         }
         self.close_timer = None;
+        // Not fatal in itself (the outcome is that of the peer closing TCP now), but worth a log.
+        self.events
+            .emit(WsEvent::Error(Error::Transport(std::sync::Arc::new(
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "closing handshake timed out: connection dropped",
+                ),
+            ))));
         self.finish(None);
         Poll::Ready(())
     }

@@ -124,8 +124,12 @@ async fn a_zero_length_write_sends_nothing() {
     io.flush().await.unwrap();
     io.write_all(b"a").await.unwrap();
     io.flush().await.unwrap();
-    io.close().await.ok();
-    let (messages, close) = binaries_until_close(&mut peer).await;
+    let (closed, (messages, close)) = within(
+        "close",
+        futures::future::join(io.close(), binaries_until_close(&mut peer)),
+    )
+    .await;
+    closed.unwrap();
     assert_eq!(
         messages,
         vec![b"a".to_vec()],
@@ -607,6 +611,7 @@ async fn the_client_waits_for_the_server_to_close_tcp_up_to_the_close_timeout() 
     let (server, client) = ws_pair().await;
     let config = WsIoConfig::default().close_timeout(Some(TIMEOUT));
     let mut io = WsIo::with_config(client, config).unwrap();
+    let events = io.observe(Default::default()).await.unwrap();
     let (done_tx, done_rx) = futures::channel::oneshot::channel::<()>();
     // A server that answers the Close frame but keeps TCP open until the client is done.
     let server = async_std::task::spawn(async move {
@@ -638,6 +643,15 @@ async fn the_client_waits_for_the_server_to_close_tcp_up_to_the_close_timeout() 
         io.read(&mut [0; 1]).await.unwrap(),
         0,
         "a completed handshake is end of stream"
+    );
+    drop(io);
+    let events = all_events(events).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, WsEvent::Error(Error::Transport(err))
+            if err.kind() == io::ErrorKind::TimedOut)),
+        "the timeout is reported: {events:?}"
     );
 }
 

@@ -60,7 +60,9 @@ impl WsIoConfig {
     /// How long the closing handshake may take, from the first Close frame sent or received until
     /// the connection is over. A client waits for the server to close TCP after the handshake (RFC
     /// 6455 §7.1.1); with a timeout it drops the connection itself when the server does not. The
-    /// outcome is the same as if the peer had closed TCP then. `None` waits for ever.
+    /// outcome is the same as if the peer had closed TCP then, and a
+    /// [`WsEvent::Error`](crate::WsEvent::Error) with [`std::io::ErrorKind::TimedOut`] tells it
+    /// happened. `None` waits for ever.
     pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.close_timeout = timeout;
         self
