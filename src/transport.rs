@@ -9,6 +9,7 @@
 
 use std::{
     pin::Pin,
+    sync::{Arc, Mutex},
     task::{Context, Poll, Waker},
     time::Duration,
 };
@@ -69,11 +70,10 @@ pub(crate) struct Transport {
     close_timeout: Option<Duration>,
     /// Armed when the closing handshake starts, if there is a `close_timeout`.
     close_timer: Option<Delay>,
-    /// The task that last found the sink not ready (`poll_ready_send`/`poll_flush` pending). A
-    /// flush done as a side effect of receiving registers the receiving task's waker in the
-    /// socket's write slot, replacing this one, so it is woken here instead when such a flush
-    /// completes.
-    write_waiter: Option<Waker>,
+    /// Every task waiting for the socket to take more bytes; see [`WriteWaiters`].
+    write_waiters: Arc<WriteWaiters>,
+    /// The waker handed to the socket for its write side: wakes all of `write_waiters`.
+    write_waker: Waker,
     /// Largest binary message accepted; larger ones close the connection with 1009.
     max_message_size: usize,
     /// Something was handed to the sink since the last flush.
@@ -91,12 +91,14 @@ impl Transport {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        let write_waiters = Arc::new(WriteWaiters::default());
         Self {
             ws: Some(Box::new(ws)),
             state: State::Open,
             close_timeout: None,
             close_timer: None,
-            write_waiter: None,
+            write_waiters: Arc::clone(&write_waiters),
+            write_waker: futures::task::waker(write_waiters),
             max_message_size,
             unflushed: false,
             events: EventSink::new(event_limit),
@@ -207,7 +209,12 @@ impl Transport {
         let Some(ws) = self.ws.as_mut() else {
             return Poll::Ready(Err(Error::abnormal("")));
         };
-        match Pin::new(ws).poll_ready(cx) {
+        self.write_waiters.register(cx.waker());
+        let ready = Pin::new(ws).poll_ready(&mut Context::from_waker(&self.write_waker));
+        if ready.is_ready() {
+            self.write_waiters.unregister(cx.waker());
+        }
+        match ready {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(err)) => {
                 self.on_ws_error(err);
@@ -215,10 +222,7 @@ impl Transport {
                     .closing_error()
                     .unwrap_or_else(|| Error::abnormal(""))))
             }
-            Poll::Pending => {
-                self.wait_for_write(cx);
-                Poll::Pending
-            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -241,21 +245,18 @@ impl Transport {
 
     /// Flushes what was queued. Errors end the connection and are returned.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let flushed = self.poll_flush_socket(cx);
-        if flushed.is_pending() {
-            self.wait_for_write(cx);
-        }
-        flushed
-    }
-
-    fn poll_flush_socket(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if let State::Done(err) = &self.state {
             return Poll::Ready(Err(err.clone()));
         }
         let Some(ws) = self.ws.as_mut() else {
             return Poll::Ready(Err(Error::abnormal("")));
         };
-        match Pin::new(ws).poll_flush(cx) {
+        self.write_waiters.register(cx.waker());
+        let flushed = Pin::new(ws).poll_flush(&mut Context::from_waker(&self.write_waker));
+        if flushed.is_ready() {
+            self.write_waiters.unregister(cx.waker());
+        }
+        match flushed {
             Poll::Ready(Ok(())) => {
                 self.unflushed = false;
                 Poll::Ready(Ok(()))
@@ -277,19 +278,8 @@ impl Transport {
 
     /// Flush as a side effect of driving: errors are recorded in the state, not returned.
     fn flush_quietly(&mut self, cx: &mut Context<'_>) {
-        if !matches!(self.state, State::Done(_)) && self.poll_flush_socket(cx).is_ready() {
-            // This flush took the socket's write slot from a waiting writer; what it waited for
-            // may have happened (room in the buffer, or the end of the connection).
-            if let Some(writer) = self.write_waiter.take() {
-                writer.wake();
-            }
-        }
-    }
-
-    fn wait_for_write(&mut self, cx: &mut Context<'_>) {
-        match &self.write_waiter {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => self.write_waiter = Some(cx.waker().clone()),
+        if !matches!(self.state, State::Done(_)) {
+            let _ = self.poll_flush(cx);
         }
     }
 
@@ -303,13 +293,12 @@ impl Transport {
         }
         self.close_timer = None;
         // Not fatal in itself (the outcome is that of the peer closing TCP now), but worth a log.
-        self.events
-            .emit(WsEvent::Error(Error::Transport(std::sync::Arc::new(
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "closing handshake timed out: connection dropped",
-                ),
-            ))));
+        self.events.emit(WsEvent::Error(Error::Transport(Arc::new(
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "closing handshake timed out: connection dropped",
+            ),
+        ))));
         self.finish(None);
         Poll::Ready(())
     }
@@ -436,8 +425,45 @@ impl Transport {
         self.ws = None;
         self.unflushed = false;
         self.close_timer = None;
-        if let Some(writer) = self.write_waiter.take() {
-            writer.wake();
+        // Nothing will be written any more: whoever waited to write learns it now.
+        self.write_waker.wake_by_ref();
+    }
+}
+
+/// The tasks waiting for the socket's write side. The socket keeps a single waker for it, but
+/// several tasks can wait on it at once — a reader whose poll flushes pongs and close replies, the
+/// writer of a split `WsIo`, the streams of a multiplexed connection — and each must be woken, or
+/// one of them may wait for ever. So each registers here, and the socket gets a waker that wakes
+/// them all.
+#[derive(Default)]
+struct WriteWaiters(Mutex<Vec<Waker>>);
+
+impl WriteWaiters {
+    fn register(&self, waker: &Waker) {
+        let mut waiters = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+    }
+
+    /// Forgets a task whose poll did not have to wait after all.
+    fn unregister(&self, waker: &Waker) {
+        let mut waiters = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        waiters.retain(|w| !w.will_wake(waker));
+    }
+}
+
+impl futures::task::ArcWake for WriteWaiters {
+    fn wake_by_ref(this: &Arc<Self>) {
+        let waiters = std::mem::take(&mut *this.0.lock().unwrap_or_else(|p| p.into_inner()));
+        for waker in waiters {
+            waker.wake();
         }
     }
 }

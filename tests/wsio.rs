@@ -740,23 +740,27 @@ fn reporting_waker() -> (
     (futures::task::waker(std::sync::Arc::new(Report(tx))), rx)
 }
 
-#[async_std::test]
-async fn a_waiting_writer_is_woken_when_a_read_flushes_the_socket_for_it() {
+/// Two tasks share one WsIo (as with `split`): the writer waits for room in the socket, then the
+/// reader's poll, finding nothing to read, flushes the socket as a side effect and so registers
+/// itself for the socket's write readiness too. When the peer drains the socket, the writer must
+/// be woken — whether the reader is polled again (`poll_reader_again`) or not.
+async fn writer_is_woken_despite_a_reader_flushing(
+    flush_each_write: bool,
+    poll_reader_again: bool,
+) {
     use futures::{AsyncRead, AsyncWrite};
     use std::{
         pin::Pin,
         task::{Context, Poll},
     };
-    // Two tasks share one WsIo (as with `split`): the writer waits for room in the socket, then
-    // the reader's poll flushes the socket as a side effect, taking the socket's write slot. The
-    // writer must still be woken when the room is there.
     let (server, mut peer) = ws_pair().await;
     let mut io = WsIo::new(server);
     let (writer_waker, mut writer_woken) = reporting_waker();
     let (reader_waker, mut reader_woken) = reporting_waker();
     let chunk = vec![7u8; 64 * 1024];
 
-    // The writer fills the socket until it has to wait (the peer reads nothing yet).
+    // The writer fills the socket until it has to wait (the peer reads nothing yet): in
+    // `poll_flush`, or in `poll_write` with a full buffer of its own.
     let mut writer_cx = Context::from_waker(&writer_waker);
     let mut written = 0usize;
     loop {
@@ -766,18 +770,16 @@ async fn a_waiting_writer_is_woken_when_a_read_flushes_the_socket_for_it() {
             Poll::Ready(Err(err)) => panic!("{err}"),
             Poll::Pending => break,
         }
-        if io.poll_flush(&mut writer_cx).is_pending() {
+        if flush_each_write && io.poll_flush(&mut writer_cx).is_pending() {
             break;
         }
         assert!(written < 1 << 30, "the socket never filled up");
     }
-    // The reader finds nothing to read and flushes on the way out, taking the write slot.
     let mut reader_cx = Context::from_waker(&reader_waker);
     assert!(Pin::new(&mut io)
         .poll_read(&mut reader_cx, &mut [0; 16])
         .is_pending());
 
-    // Now the peer drains the socket; the reader is polled whenever it is woken.
     let drain = async_std::task::spawn(async move {
         let mut received = 0usize;
         while let Some(Ok(message)) = peer.next().await {
@@ -790,7 +792,11 @@ async fn a_waiting_writer_is_woken_when_a_read_flushes_the_socket_for_it() {
             futures::select! {
                 _ = writer_woken.next() => break,
                 _ = reader_woken.next() => {
-                    assert!(Pin::new(&mut io).poll_read(&mut reader_cx, &mut [0; 16]).is_pending());
+                    if poll_reader_again {
+                        let mut buf = [0; 16];
+                        let read = Pin::new(&mut io).poll_read(&mut reader_cx, &mut buf);
+                        assert!(read.is_pending());
+                    }
                 }
             }
         }
@@ -798,4 +804,20 @@ async fn a_waiting_writer_is_woken_when_a_read_flushes_the_socket_for_it() {
     .await;
     within("close", io.close()).await.unwrap();
     assert!(within("drain", drain).await >= written);
+}
+
+#[async_std::test]
+async fn a_writer_waiting_in_flush_is_woken_when_a_read_flushes_for_it() {
+    writer_is_woken_despite_a_reader_flushing(true, true).await;
+}
+
+#[async_std::test]
+async fn a_writer_waiting_with_a_full_buffer_is_woken_when_a_read_sends_it() {
+    writer_is_woken_despite_a_reader_flushing(false, true).await;
+}
+
+#[async_std::test]
+async fn a_waiting_writer_is_woken_even_if_the_reader_is_not_polled_again() {
+    writer_is_woken_despite_a_reader_flushing(true, false).await;
+    writer_is_woken_despite_a_reader_flushing(false, false).await;
 }
