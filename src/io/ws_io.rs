@@ -418,6 +418,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handles_can_move_between_threads() {
+        fn assert_send<T: Send + Unpin>() {}
+        assert_send::<WsIo>();
+    }
+
+    #[test]
     fn clean_ends() {
         let closed = |code| Error::ConnectionClosed {
             code: CloseCode(code),
