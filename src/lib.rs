@@ -1,4 +1,8 @@
 //! Byte streams over WebSockets.
+//!
+//! [`WsIo`] turns a whole async-tungstenite `WebSocketStream` into one `AsyncRead` + `AsyncWrite`
+//! (binary messages in, bytes out; writes coalesced into messages), for any WebSocket peer. With
+//! the `tokio` feature it also implements tokio's I/O traits.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -7,6 +11,7 @@ mod config;
 mod conn;
 mod error;
 mod event;
+mod io;
 pub mod proto;
 mod stream;
 mod transport;
@@ -17,6 +22,7 @@ pub use config::Config;
 pub use conn::Connection;
 pub use error::Error;
 pub use event::WsEvent;
+pub use io::{WsIo, WsIoConfig};
 pub use proto::{Half, ProtoError, Side, StreamId};
 pub use stream::WsStream;
 

@@ -168,3 +168,6 @@ impl std::fmt::Debug for WsStream {
         f.debug_struct("WsStream").field("id", &self.id).finish()
     }
 }
+
+#[cfg(feature = "tokio")]
+crate::io::tokio_compat::impl_tokio_io!(WsStream);

@@ -9,7 +9,9 @@
 
 use std::{
     pin::Pin,
-    task::{Context, Poll},
+    sync::{Arc, Mutex},
+    task::{Context, Poll, Waker},
+    time::Duration,
 };
 
 use async_tungstenite::{
@@ -17,7 +19,8 @@ use async_tungstenite::{
     WebSocketStream,
 };
 use bytes::Bytes;
-use futures::{AsyncRead, AsyncWrite, Sink, Stream};
+use futures::{AsyncRead, AsyncWrite, Future, Sink, Stream};
+use futures_timer::Delay;
 
 use crate::{
     code::CloseCode,
@@ -52,11 +55,25 @@ enum State {
     Done(Error),
 }
 
+/// How many control frames (pings, pongs, ignored frames) `poll_recv` handles before it lets other
+/// tasks run. A burst of pings is answered in slices, not in one long poll.
+const CONTROL_FRAME_BUDGET: usize = 1024;
+
 /// The shared WebSocket driver. See the module docs.
 pub(crate) struct Transport {
-    /// The socket; dropped (closing TCP) as soon as the connection is over.
+    /// The socket; released (dropped, so that TCP closes) as soon as the connection is over.
     ws: Option<Box<dyn Socket>>,
     state: State,
+    /// How long the closing handshake may take, from the first Close frame sent or received until
+    /// the connection is over (on a client, that includes waiting for the server to close TCP).
+    /// `None` waits for ever.
+    close_timeout: Option<Duration>,
+    /// Armed when the closing handshake starts, if there is a `close_timeout`.
+    close_timer: Option<Delay>,
+    /// Every task waiting for the socket to take more bytes; see [`WriteWaiters`].
+    write_waiters: Arc<WriteWaiters>,
+    /// The waker handed to the socket for its write side: wakes all of `write_waiters`.
+    write_waker: Waker,
     /// Largest binary message accepted; larger ones close the connection with 1009.
     max_message_size: usize,
     /// Something was handed to the sink since the last flush.
@@ -74,18 +91,25 @@ impl Transport {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        let write_waiters = Arc::new(WriteWaiters::default());
         Self {
             ws: Some(Box::new(ws)),
             state: State::Open,
+            close_timeout: None,
+            close_timer: None,
+            write_waiters: Arc::clone(&write_waiters),
+            write_waker: futures::task::waker(write_waiters),
             max_message_size,
             unflushed: false,
             events: EventSink::new(event_limit),
         }
     }
 
-    /// The socket while the connection lasts. `None` only in the `Done` state.
-    fn socket(&mut self) -> Option<Pin<&mut (dyn Socket + 'static)>> {
-        self.ws.as_deref_mut().map(Pin::new)
+    /// Bounds the closing handshake: once a Close frame was sent or received, the connection is
+    /// dropped after `timeout` even if the peer neither answers nor closes TCP. The result is the
+    /// same as if the peer had closed TCP at that moment. `None` (the default) waits for ever.
+    pub(crate) fn set_close_timeout(&mut self, timeout: Option<Duration>) {
+        self.close_timeout = timeout;
     }
 
     /// The error that ended the connection, once it is over.
@@ -123,19 +147,29 @@ impl Transport {
     /// messages arriving after either side started closing are discarded. The loop is iterative, so
     /// a flood of pings costs time, not stack.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Error>> {
+        let mut budget = CONTROL_FRAME_BUDGET;
         loop {
             if let State::Done(err) = &self.state {
                 return Poll::Ready(Err(err.clone()));
             }
-            let Some(ws) = self.socket() else {
+            if budget == 0 {
+                self.flush_quietly(cx);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            budget -= 1;
+            let Some(ws) = self.ws.as_mut() else {
                 self.finish(None);
                 continue;
             };
-            let next = match ws.poll_next(cx) {
+            let next = match Pin::new(ws).poll_next(cx) {
                 Poll::Pending => {
                     // Replies to pings and closes are queued inside tungstenite; make sure they
                     // leave before we sleep.
                     self.flush_quietly(cx);
+                    if self.poll_close_timer(cx).is_ready() {
+                        continue;
+                    }
                     return Poll::Pending;
                 }
                 Poll::Ready(next) => next,
@@ -172,10 +206,15 @@ impl Transport {
         if let Some(err) = self.closing_error() {
             return Poll::Ready(Err(err));
         }
-        let Some(ws) = self.socket() else {
-            return Poll::Ready(Err(Error::AlreadyClosed));
+        let Some(ws) = self.ws.as_mut() else {
+            return Poll::Ready(Err(Error::abnormal("")));
         };
-        match ws.poll_ready(cx) {
+        self.write_waiters.register(cx.waker());
+        let ready = Pin::new(ws).poll_ready(&mut Context::from_waker(&self.write_waker));
+        if ready.is_ready() {
+            self.write_waiters.unregister(cx.waker());
+        }
+        match ready {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(err)) => {
                 self.on_ws_error(err);
@@ -192,14 +231,16 @@ impl Transport {
         if let Some(err) = self.closing_error() {
             return Err(err);
         }
-        self.unflushed = true;
-        let Some(ws) = self.socket() else {
-            return Err(Error::AlreadyClosed);
+        let Some(ws) = self.ws.as_mut() else {
+            return Err(Error::abnormal(""));
         };
-        ws.start_send(Message::Binary(data)).map_err(|err| {
-            self.on_ws_error(err);
-            self.closing_error().unwrap_or_else(|| Error::abnormal(""))
-        })
+        self.unflushed = true;
+        Pin::new(ws)
+            .start_send(Message::Binary(data))
+            .map_err(|err| {
+                self.on_ws_error(err);
+                self.closing_error().unwrap_or_else(|| Error::abnormal(""))
+            })
     }
 
     /// Flushes what was queued. Errors end the connection and are returned.
@@ -207,10 +248,15 @@ impl Transport {
         if let State::Done(err) = &self.state {
             return Poll::Ready(Err(err.clone()));
         }
-        let Some(ws) = self.socket() else {
-            return Poll::Ready(Err(Error::AlreadyClosed));
+        let Some(ws) = self.ws.as_mut() else {
+            return Poll::Ready(Err(Error::abnormal("")));
         };
-        match ws.poll_flush(cx) {
+        self.write_waiters.register(cx.waker());
+        let flushed = Pin::new(ws).poll_flush(&mut Context::from_waker(&self.write_waker));
+        if flushed.is_ready() {
+            self.write_waiters.unregister(cx.waker());
+        }
+        match flushed {
             Poll::Ready(Ok(())) => {
                 self.unflushed = false;
                 Poll::Ready(Ok(()))
@@ -237,6 +283,32 @@ impl Transport {
         }
     }
 
+    /// Polls the closing-handshake timer; when it fires, the connection is over.
+    fn poll_close_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(timer) = self.close_timer.as_mut() else {
+            return Poll::Pending;
+        };
+        if Pin::new(timer).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.close_timer = None;
+        // Not fatal in itself (the outcome is that of the peer closing TCP now), but worth a log.
+        self.events.emit(WsEvent::Error(Error::Transport(Arc::new(
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "closing handshake timed out: connection dropped",
+            ),
+        ))));
+        self.finish(None);
+        Poll::Ready(())
+    }
+
+    fn arm_close_timer(&mut self) {
+        if self.close_timer.is_none() {
+            self.close_timer = self.close_timeout.map(Delay::new);
+        }
+    }
+
     /// Starts the closing handshake with an application's code and reason (already validated).
     /// Returns `Err(AlreadyClosed)` if a Close frame was already sent or received.
     pub(crate) fn start_close(&mut self, frame: CloseFrame) -> Result<(), Error> {
@@ -246,6 +318,7 @@ impl Transport {
         let code = CloseCode::from(frame.code);
         let reason = frame.reason.as_str().to_owned();
         self.state = State::Closing { code, reason };
+        self.arm_close_timer();
         self.queue_close(frame);
         Ok(())
     }
@@ -262,16 +335,14 @@ impl Transport {
         self.events
             .emit(WsEvent::Error(Error::Protocol(err.clone())));
         self.state = State::Failing(err);
+        self.arm_close_timer();
         self.queue_close(frame);
     }
 
     fn queue_close(&mut self, frame: CloseFrame) {
+        let Some(ws) = self.ws.as_mut() else { return };
         self.unflushed = true;
-        let sent = match self.socket() {
-            Some(ws) => ws.start_send(Message::Close(Some(frame))),
-            None => return,
-        };
-        if let Err(err) = sent {
+        if let Err(err) = Pin::new(ws).start_send(Message::Close(Some(frame))) {
             self.on_ws_error(err);
         }
     }
@@ -308,6 +379,7 @@ impl Transport {
             // tungstenite queued the echo of this frame; it leaves with the next flush.
             self.unflushed = true;
             self.state = State::PeerClosed { code, reason };
+            self.arm_close_timer();
         }
     }
 
@@ -348,9 +420,51 @@ impl Transport {
         };
         self.events.emit(WsEvent::Closed { code, reason });
         self.state = State::Done(err);
-        // Dropping the socket closes TCP: the server closes first, as RFC 6455 asks, and a client
-        // only gets here after tungstenite saw the server's TCP close (or an error).
+        // Dropping the socket closes TCP: a server closes first after the handshake (RFC 6455
+        // §7.1.1), and nobody keeps a dead connection open by holding on to a handle.
         self.ws = None;
+        self.unflushed = false;
+        self.close_timer = None;
+        // Nothing will be written any more: whoever waited to write learns it now.
+        self.write_waker.wake_by_ref();
+    }
+}
+
+/// The tasks waiting for the socket's write side. The socket keeps a single waker for it, but
+/// several tasks can wait on it at once — a reader whose poll flushes pongs and close replies, the
+/// writer of a split `WsIo`, the streams of a multiplexed connection — and each must be woken, or
+/// one of them may wait for ever. So each registers here, and the socket gets a waker that wakes
+/// them all.
+#[derive(Default)]
+struct WriteWaiters(Mutex<Vec<Waker>>);
+
+impl WriteWaiters {
+    fn register(&self, waker: &Waker) {
+        let mut waiters = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+    }
+
+    /// Forgets a task whose poll did not have to wait after all.
+    fn unregister(&self, waker: &Waker) {
+        let mut waiters = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        waiters.retain(|w| !w.will_wake(waker));
+    }
+}
+
+impl futures::task::ArcWake for WriteWaiters {
+    fn wake_by_ref(this: &Arc<Self>) {
+        let waiters = std::mem::take(&mut *this.0.lock().unwrap_or_else(|p| p.into_inner()));
+        for waker in waiters {
+            waker.wake();
+        }
     }
 }
 

@@ -1,0 +1,9 @@
+//! The whole WebSocket connection as one byte stream: [`WsIo`] and its [`WsIoConfig`].
+
+mod config;
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio_compat;
+mod ws_io;
+
+pub use config::WsIoConfig;
+pub use ws_io::WsIo;
