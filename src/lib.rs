@@ -3,15 +3,22 @@
 #![forbid(unsafe_code)]
 
 mod code;
+mod config;
+mod conn;
 mod error;
 mod event;
 pub mod proto;
+mod stream;
 mod transport;
+mod waiters;
 
 pub use code::{CloseCode, ErrorCode, MAX_CLOSE_REASON_LEN};
+pub use config::Config;
+pub use conn::Connection;
 pub use error::Error;
 pub use event::WsEvent;
 pub use proto::{Half, ProtoError, Side, StreamId};
+pub use stream::WsStream;
 
 /// The async-tungstenite version this crate is built on, re-exported so that your `WebSocketStream`
 /// type is the same as ours.

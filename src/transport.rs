@@ -54,7 +54,8 @@ enum State {
 
 /// The shared WebSocket driver. See the module docs.
 pub(crate) struct Transport {
-    ws: Box<dyn Socket>,
+    /// The socket; dropped (closing TCP) as soon as the connection is over.
+    ws: Option<Box<dyn Socket>>,
     state: State,
     /// Largest binary message accepted; larger ones close the connection with 1009.
     max_message_size: usize,
@@ -65,17 +66,26 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    pub(crate) fn new<S>(ws: WebSocketStream<S>, max_message_size: usize, event_limit: usize) -> Self
+    pub(crate) fn new<S>(
+        ws: WebSocketStream<S>,
+        max_message_size: usize,
+        event_limit: usize,
+    ) -> Self
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         Self {
-            ws: Box::new(ws),
+            ws: Some(Box::new(ws)),
             state: State::Open,
             max_message_size,
             unflushed: false,
             events: EventSink::new(event_limit),
         }
+    }
+
+    /// The socket while the connection lasts. `None` only in the `Done` state.
+    fn socket(&mut self) -> Option<Pin<&mut (dyn Socket + 'static)>> {
+        self.ws.as_deref_mut().map(Pin::new)
     }
 
     /// The error that ended the connection, once it is over.
@@ -117,7 +127,11 @@ impl Transport {
             if let State::Done(err) = &self.state {
                 return Poll::Ready(Err(err.clone()));
             }
-            let next = match Pin::new(&mut self.ws).poll_next(cx) {
+            let Some(ws) = self.socket() else {
+                self.finish(None);
+                continue;
+            };
+            let next = match ws.poll_next(cx) {
                 Poll::Pending => {
                     // Replies to pings and closes are queued inside tungstenite; make sure they
                     // leave before we sleep.
@@ -158,11 +172,16 @@ impl Transport {
         if let Some(err) = self.closing_error() {
             return Poll::Ready(Err(err));
         }
-        match Pin::new(&mut self.ws).poll_ready(cx) {
+        let Some(ws) = self.socket() else {
+            return Poll::Ready(Err(Error::AlreadyClosed));
+        };
+        match ws.poll_ready(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(err)) => {
                 self.on_ws_error(err);
-                Poll::Ready(Err(self.closing_error().unwrap_or_else(|| Error::abnormal(""))))
+                Poll::Ready(Err(self
+                    .closing_error()
+                    .unwrap_or_else(|| Error::abnormal(""))))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -174,12 +193,13 @@ impl Transport {
             return Err(err);
         }
         self.unflushed = true;
-        Pin::new(&mut self.ws)
-            .start_send(Message::Binary(data))
-            .map_err(|err| {
-                self.on_ws_error(err);
-                self.closing_error().unwrap_or_else(|| Error::abnormal(""))
-            })
+        let Some(ws) = self.socket() else {
+            return Err(Error::AlreadyClosed);
+        };
+        ws.start_send(Message::Binary(data)).map_err(|err| {
+            self.on_ws_error(err);
+            self.closing_error().unwrap_or_else(|| Error::abnormal(""))
+        })
     }
 
     /// Flushes what was queued. Errors end the connection and are returned.
@@ -187,14 +207,19 @@ impl Transport {
         if let State::Done(err) = &self.state {
             return Poll::Ready(Err(err.clone()));
         }
-        match Pin::new(&mut self.ws).poll_flush(cx) {
+        let Some(ws) = self.socket() else {
+            return Poll::Ready(Err(Error::AlreadyClosed));
+        };
+        match ws.poll_flush(cx) {
             Poll::Ready(Ok(())) => {
                 self.unflushed = false;
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(err)) => {
                 self.on_ws_error(err);
-                Poll::Ready(Err(self.closing_error().unwrap_or_else(|| Error::abnormal(""))))
+                Poll::Ready(Err(self
+                    .closing_error()
+                    .unwrap_or_else(|| Error::abnormal(""))))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -234,14 +259,19 @@ impl Transport {
             .close_code()
             .frame(err.close_reason())
             .expect("library close reasons are short");
-        self.events.emit(WsEvent::Error(Error::Protocol(err.clone())));
+        self.events
+            .emit(WsEvent::Error(Error::Protocol(err.clone())));
         self.state = State::Failing(err);
         self.queue_close(frame);
     }
 
     fn queue_close(&mut self, frame: CloseFrame) {
         self.unflushed = true;
-        if let Err(err) = Pin::new(&mut self.ws).start_send(Message::Close(Some(frame))) {
+        let sent = match self.socket() {
+            Some(ws) => ws.start_send(Message::Close(Some(frame))),
+            None => return,
+        };
+        if let Err(err) = sent {
             self.on_ws_error(err);
         }
     }
@@ -264,7 +294,10 @@ impl Transport {
 
     fn on_close_frame(&mut self, frame: Option<CloseFrame>) {
         let (code, reason) = match frame {
-            Some(frame) => (CloseCode::from(frame.code), frame.reason.as_str().to_owned()),
+            Some(frame) => (
+                CloseCode::from(frame.code),
+                frame.reason.as_str().to_owned(),
+            ),
             None => (CloseCode::NO_STATUS, String::new()),
         };
         self.events.emit(WsEvent::CloseFrame {
@@ -315,11 +348,16 @@ impl Transport {
         };
         self.events.emit(WsEvent::Closed { code, reason });
         self.state = State::Done(err);
+        // Dropping the socket closes TCP: the server closes first, as RFC 6455 asks, and a client
+        // only gets here after tungstenite saw the server's TCP close (or an error).
+        self.ws = None;
     }
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport").field("state", &self.state).finish_non_exhaustive()
+        f.debug_struct("Transport")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
     }
 }

@@ -5,8 +5,14 @@
 //! layer ([`Connection`](crate::Connection)) moves bytes between it and the socket. Unit tests and
 //! the fuzz targets drive it directly.
 
+pub mod credit;
 pub mod message;
+pub mod mux;
+pub mod stream;
 pub mod varint;
+
+pub use mux::{Mux, Wake};
+pub use stream::ReadOutcome;
 
 use std::fmt;
 
