@@ -9,6 +9,8 @@ mod error;
 mod event;
 pub mod proto;
 mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 mod waiters;
 
