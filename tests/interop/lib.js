@@ -104,6 +104,7 @@ class Peer {
     this.strict = strict;
     this.incoming = [];
     this.phantoms = 0;
+    this.isClosed = null;
     this.waiting = [];
     this.trace = process.env.INTEROP_TRACE === '1';
     this.streams = new Map(); // id -> { granted, used, finSeen } for the checker
@@ -122,7 +123,13 @@ class Peer {
           log(`connection closed: ${JSON.stringify(this.closeInfo)}`);
         }
       });
-      conn.socket.once('close', () => resolve(this.closeInfo));
+      conn.socket.once('close', () => {
+        // Nothing more will arrive: fail whoever still waits for a stream.
+        const why = new Error(`connection closed: ${JSON.stringify(this.closeInfo)}`);
+        for (const w of this.waiting.splice(0)) w.reject(why);
+        this.isClosed = why;
+        resolve(this.closeInfo);
+      });
     });
     conn.addEventListener(events.EventWebSocketConnectionStream.name, (evt) => {
       const stream = evt.detail;
@@ -136,7 +143,7 @@ class Peer {
         return;
       }
       const w = this.waiting.shift();
-      if (w) w(stream);
+      if (w) w.resolve(stream);
       else this.incoming.push(stream);
     });
     conn.socket.on('message', (data, isBinary) => this.onIncoming(data, isBinary));
@@ -156,7 +163,8 @@ class Peer {
   accept() {
     const s = this.incoming.shift();
     if (s) return Promise.resolve(s);
-    return new Promise((resolve) => this.waiting.push(resolve));
+    if (this.isClosed) return Promise.reject(this.isClosed);
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
   state(id) {

@@ -79,6 +79,7 @@ const CONCURRENT = 100;
 const BULK = 1024 * 1024;
 const SMALL_WINDOW_STREAMS = 4;
 const SMALL_WINDOW_BYTES = 4096;
+const LATE_BYTES = 64 * 1024;
 
 const cases = {
   // One echo, then 100 concurrent streams of 1 MiB each, content checked by the opener.
@@ -271,6 +272,30 @@ const cases = {
     },
     async accept(peer) {
       await acceptEach(peer, 1, echo);
+      await finishAcceptor(peer);
+    },
+  },
+
+  // Late messages for a half that already ended: after its data and FIN, this side sends an
+  // ERROR Read and a CLOSE Write on the same stream, as @matrixai/ws does when it answers late
+  // messages (the mirror replies of a stream it re-created). The other side has not read the
+  // data yet; it must still read all of it, then the end (WIRE.md: a message for a half that has
+  // ended is ignored). A second stream says when the late messages are out.
+  lateerror: {
+    async open(peer) {
+      const s = await peer.conn.newStream();
+      await writeAll(s, pattern(9, LATE_BYTES));
+      await peer.sendRaw(s.streamId, ERROR, { shutdown: 0, code: 7n });
+      await peer.sendRaw(s.streamId, CLOSE_MSG, 1);
+      await writeAll(await peer.conn.newStream(), text('late messages sent'));
+      await finishOpener(peer);
+    },
+    // @matrixai/ws itself ignores them (its JS <-> JS control).
+    async accept(peer) {
+      const s = await peer.accept();
+      await expectText(await peer.accept(), 'late messages sent', 'signal stream');
+      const data = await readAll(s);
+      check(Buffer.compare(data, pattern(9, LATE_BYTES)) === 0, `read ${data.length} bytes`);
       await finishAcceptor(peer);
     },
   },
