@@ -1,4 +1,7 @@
 //! Byte streams over WebSockets.
+//!
+//! With the `tls` feature, the `tls` module connects and accepts `wss://` WebSockets with
+//! rustls, as peers such as the TypeScript `@matrixai/ws` require.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
