@@ -3,6 +3,8 @@
 //! [`WsIo`] turns a whole async-tungstenite `WebSocketStream` into one `AsyncRead` + `AsyncWrite`
 //! (binary messages in, bytes out; writes coalesced into messages), for any WebSocket peer. With
 //! the `tokio` feature it also implements tokio's I/O traits.
+//! With the `tls` feature, the `tls` module connects and accepts `wss://` WebSockets with
+//! rustls, as peers such as the TypeScript `@matrixai/ws` require.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -14,6 +16,8 @@ mod event;
 mod io;
 pub mod proto;
 mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 mod waiters;
 
