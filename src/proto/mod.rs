@@ -12,6 +12,9 @@ pub mod stream;
 pub mod varint;
 
 pub use mux::{Mux, Wake};
+
+#[cfg(test)]
+mod model_tests;
 pub use stream::ReadOutcome;
 
 use std::fmt;
