@@ -1,10 +1,4 @@
-//! Byte streams over WebSockets.
-//!
-//! [`WsIo`] turns a whole async-tungstenite `WebSocketStream` into one `AsyncRead` + `AsyncWrite`
-//! (binary messages in, bytes out; writes coalesced into messages), for any WebSocket peer. With
-//! the `tokio` feature it also implements tokio's I/O traits.
-//! With the `tls` feature, the `tls` module connects and accepts `wss://` WebSockets with
-//! rustls, as peers such as the TypeScript `@matrixai/ws` require.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
