@@ -29,11 +29,11 @@ fn op() -> impl Strategy<Value = Op> {
     let pick = any::<usize>();
     prop_oneof![
         1 => side.clone().prop_map(Op::Open),
-        4 => (side.clone(), pick.clone(), 1..200usize).prop_map(|(s, i, n)| Op::Write(s, i, n)),
-        4 => (side.clone(), pick.clone(), 1..200usize).prop_map(|(s, i, n)| Op::Read(s, i, n)),
-        1 => (side.clone(), pick.clone()).prop_map(|(s, i)| Op::Finish(s, i)),
-        1 => (side.clone(), pick.clone(), 3..5000u64).prop_map(|(s, i, c)| Op::Reset(s, i, c)),
-        1 => (side.clone(), pick.clone(), 3..5000u64).prop_map(|(s, i, c)| Op::Stop(s, i, c)),
+        4 => (side.clone(), pick, 1..200usize).prop_map(|(s, i, n)| Op::Write(s, i, n)),
+        4 => (side.clone(), pick, 1..200usize).prop_map(|(s, i, n)| Op::Read(s, i, n)),
+        1 => (side.clone(), pick).prop_map(|(s, i)| Op::Finish(s, i)),
+        1 => (side.clone(), pick, 3..5000u64).prop_map(|(s, i, c)| Op::Reset(s, i, c)),
+        1 => (side.clone(), pick, 3..5000u64).prop_map(|(s, i, c)| Op::Stop(s, i, c)),
         5 => (side, 1..8usize).prop_map(|(s, n)| Op::Deliver(s, n)),
     ]
 }
