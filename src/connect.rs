@@ -4,8 +4,8 @@
 //! A [`Connector`] makes concurrent connects to the same `host:port` wait their turn, while
 //! connects to different ones go ahead in parallel, and bounds each attempt (TCP connection and
 //! upgrade) with a timeout. It opens no sockets itself: you pass a `dial` function that connects
-//! to a host and port with your runtime (and wraps TLS for `wss://`), so it works under any
-//! runtime.
+//! to an address (`"host:port"`, what every runtime's `TcpStream::connect` takes) and wraps TLS for
+//! `wss://`, so it works under any runtime.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -13,9 +13,7 @@
 //!
 //! let connector = Connector::default();
 //! let (ws, _response) = connector
-//!     .connect("ws://127.0.0.1:9001/chat", |host, port| {
-//!         async_std::net::TcpStream::connect((host, port))
-//!     })
+//!     .connect("ws://127.0.0.1:9001/chat", async_std::net::TcpStream::connect)
 //!     .await?;
 //! # drop(ws); Ok(()) }
 //! ```
@@ -112,7 +110,8 @@ impl Connector {
     /// `http::Request` for custom headers), once no other connect of this connector to the same
     /// host and port is under way.
     ///
-    /// `dial(host, port)` opens the byte stream (IPv6 hosts come without brackets). The returned
+    /// `dial(address)` opens the byte stream to `"host:port"` (an IPv6 host in brackets, as in the
+    /// URL; the port is 80 or 443 when the URL has none). The returned
     /// WebSocket goes into [`WsIo::new`](crate::WsIo::new),
     /// [`Connection::client`](crate::Connection::client) or [`MessageSocket::new`](crate::MessageSocket::new).
     ///
@@ -130,18 +129,18 @@ impl Connector {
     ) -> Result<(WebSocketStream<S>, Response), HandshakeError>
     where
         R: IntoClientRequest + Unpin,
-        D: FnOnce(String, u16) -> F,
+        D: FnOnce(String) -> F,
         F: Future<Output = io::Result<S>>,
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let request = request.into_client_request().map_err(from_ws_error)?;
-        let (host, port) = host_and_port(request.uri())?;
-        let turn = self.turn(format!("{}:{port}", host.to_ascii_lowercase()));
+        let address = address(request.uri())?;
+        let turn = self.turn(address.to_ascii_lowercase());
         let _connecting = turn.slot.lock().await;
 
         let config = &self.shared.config;
         let attempt = async move {
-            let stream = dial(host, port).await?;
+            let stream = dial(address).await?;
             client_async_with_config(request, stream, Some(config.websocket))
                 .await
                 .map_err(from_ws_error)
@@ -194,7 +193,7 @@ pub async fn connect<R, D, F, S>(
 ) -> Result<(WebSocketStream<S>, Response), HandshakeError>
 where
     R: IntoClientRequest + Unpin,
-    D: FnOnce(String, u16) -> F,
+    D: FnOnce(String) -> F,
     F: Future<Output = io::Result<S>>,
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -202,7 +201,8 @@ where
     SHARED.get_or_init(Connector::default).connect(request, dial).await
 }
 
-fn host_and_port(uri: &tungstenite::http::Uri) -> Result<(String, u16), HandshakeError> {
+/// `host:port` of a `ws` or `wss` URL.
+fn address(uri: &tungstenite::http::Uri) -> Result<String, HandshakeError> {
     let default_port = match uri.scheme_str() {
         Some("ws") => 80,
         Some("wss") => 443,
@@ -217,11 +217,7 @@ fn host_and_port(uri: &tungstenite::http::Uri) -> Result<(String, u16), Handshak
         .host()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| HandshakeError::InvalidRequest("URL without a host".into()))?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    Ok((host.to_owned(), uri.port_u16().unwrap_or(default_port)))
+    Ok(format!("{host}:{}", uri.port_u16().unwrap_or(default_port)))
 }
 
 fn from_ws_error(err: tungstenite::Error) -> HandshakeError {
@@ -242,11 +238,11 @@ mod tests {
     #[test]
     fn hosts_and_ports() {
         let uri = |s: &str| s.parse::<tungstenite::http::Uri>().unwrap();
-        assert_eq!(host_and_port(&uri("ws://a.b/x")).unwrap(), ("a.b".into(), 80));
-        assert_eq!(host_and_port(&uri("wss://a.b/x")).unwrap(), ("a.b".into(), 443));
-        assert_eq!(host_and_port(&uri("ws://[::1]:9/")).unwrap(), ("::1".into(), 9));
+        assert_eq!(address(&uri("ws://a.b/x")).unwrap(), "a.b:80");
+        assert_eq!(address(&uri("wss://a.b/x")).unwrap(), "a.b:443");
+        assert_eq!(address(&uri("ws://[::1]:9/")).unwrap(), "[::1]:9");
         assert!(matches!(
-            host_and_port(&uri("http://a.b/")),
+            address(&uri("http://a.b/")),
             Err(HandshakeError::InvalidRequest(_))
         ));
     }
