@@ -30,8 +30,7 @@ use std::{
 use async_tungstenite::{
     client_async_with_config,
     tungstenite::{
-        self, client::IntoClientRequest, handshake::client::Response,
-        protocol::WebSocketConfig,
+        self, client::IntoClientRequest, handshake::client::Response, protocol::WebSocketConfig,
     },
     WebSocketStream,
 };
@@ -198,7 +197,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     static SHARED: OnceLock<Connector> = OnceLock::new();
-    SHARED.get_or_init(Connector::default).connect(request, dial).await
+    SHARED
+        .get_or_init(Connector::default)
+        .connect(request, dial)
+        .await
 }
 
 /// `host:port` of a `ws` or `wss` URL.

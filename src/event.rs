@@ -155,7 +155,9 @@ impl EventSink {
                 Poll::Ready(Err(_)) => return self.queue.clear(),
                 Poll::Pending => return,
             }
-            let Some(event) = self.queue.pop_front() else { break };
+            let Some(event) = self.queue.pop_front() else {
+                break;
+            };
             let last = matches!(event, WsEvent::Closed { .. });
             let _ = Pin::new(&mut self.pharos).start_send(event);
             if last {

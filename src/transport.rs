@@ -65,7 +65,11 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    pub(crate) fn new<S>(ws: WebSocketStream<S>, max_message_size: usize, event_limit: usize) -> Self
+    pub(crate) fn new<S>(
+        ws: WebSocketStream<S>,
+        max_message_size: usize,
+        event_limit: usize,
+    ) -> Self
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
@@ -162,7 +166,9 @@ impl Transport {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(err)) => {
                 self.on_ws_error(err);
-                Poll::Ready(Err(self.closing_error().unwrap_or_else(|| Error::abnormal(""))))
+                Poll::Ready(Err(self
+                    .closing_error()
+                    .unwrap_or_else(|| Error::abnormal(""))))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -194,7 +200,9 @@ impl Transport {
             }
             Poll::Ready(Err(err)) => {
                 self.on_ws_error(err);
-                Poll::Ready(Err(self.closing_error().unwrap_or_else(|| Error::abnormal(""))))
+                Poll::Ready(Err(self
+                    .closing_error()
+                    .unwrap_or_else(|| Error::abnormal(""))))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -234,7 +242,8 @@ impl Transport {
             .close_code()
             .frame(err.close_reason())
             .expect("library close reasons are short");
-        self.events.emit(WsEvent::Error(Error::Protocol(err.clone())));
+        self.events
+            .emit(WsEvent::Error(Error::Protocol(err.clone())));
         self.state = State::Failing(err);
         self.queue_close(frame);
     }
@@ -264,7 +273,10 @@ impl Transport {
 
     fn on_close_frame(&mut self, frame: Option<CloseFrame>) {
         let (code, reason) = match frame {
-            Some(frame) => (CloseCode::from(frame.code), frame.reason.as_str().to_owned()),
+            Some(frame) => (
+                CloseCode::from(frame.code),
+                frame.reason.as_str().to_owned(),
+            ),
             None => (CloseCode::NO_STATUS, String::new()),
         };
         self.events.emit(WsEvent::CloseFrame {
@@ -320,6 +332,8 @@ impl Transport {
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport").field("state", &self.state).finish_non_exhaustive()
+        f.debug_struct("Transport")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
     }
 }

@@ -30,7 +30,10 @@ fn server_passes_fuzzingclient() {
     let started = std::time::Instant::now();
     let run = Wstest::start(&wstest, &dir, "fuzzingclient", &spec);
     run.wait();
-    eprintln!("autobahn fuzzingclient (our server) took {:?}", started.elapsed());
+    eprintln!(
+        "autobahn fuzzingclient (our server) took {:?}",
+        started.elapsed()
+    );
     Verdicts::read(&dir.join("reports/index.json")).assert_no_failures("server");
 }
 
@@ -50,7 +53,10 @@ fn client_passes_fuzzingserver() {
     let started = std::time::Instant::now();
     let run = Wstest::start(&wstest, &dir, "fuzzingserver", &spec);
     async_std::task::block_on(echo_client(&url, port));
-    eprintln!("autobahn fuzzingserver (our client) took {:?}", started.elapsed());
+    eprintln!(
+        "autobahn fuzzingserver (our client) took {:?}",
+        started.elapsed()
+    );
     drop(run); // stops wstest
     Verdicts::read(&dir.join("reports/index.json")).assert_no_failures("client");
 }

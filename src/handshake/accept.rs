@@ -45,39 +45,64 @@ use super::{
 /// # drop(ws); Ok(()) }
 /// ```
 pub async fn accept<S>(
-    stream: S,
-    config: &AcceptConfig,
-) -> Result<(WebSocketStream<S>, UpgradeRequest), HandshakeError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let handshake = pin!(handshake(stream, config));
-    match select(handshake, Delay::new(config.timeout)).await {
-        Either::Left((result, _)) => result,
-        Either::Right(((), _)) => Err(HandshakeError::TimedOut),
-    }
-}
-
-async fn handshake<S>(
     mut stream: S,
     config: &AcceptConfig,
 ) -> Result<(WebSocketStream<S>, UpgradeRequest), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let request = match read_request(&mut stream, config).await? {
-        Ok(request) => request,
-        Err(rejection) => {
-            // Best effort: the client may already be gone, and the rejection is the error that
-            // matters to the caller either way.
-            let _ = answer(&mut stream, &response::rejection(&rejection)).await;
-            let _ = stream.close().await;
-            return Err(HandshakeError::Rejected(rejection));
+    let outcome = {
+        let exchange = pin!(read_and_answer(&mut stream, config));
+        match select(exchange, Delay::new(config.timeout)).await {
+            Either::Left((outcome, _)) => outcome?,
+            Either::Right(((), _)) => return Err(HandshakeError::TimedOut),
         }
     };
-    answer(&mut stream, &response::switching_protocols(&request)).await?;
-    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config.websocket)).await;
-    Ok((ws, request))
+    match outcome {
+        Ok(request) => {
+            let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config.websocket))
+                .await;
+            Ok((ws, request))
+        }
+        Err(rejection) => {
+            // When we stopped reading early, the client may still be sending.
+            if matches!(
+                rejection,
+                Rejection::HeadTooLarge | Rejection::TrailingBytes | Rejection::Malformed(_)
+            ) {
+                linger(&mut stream, config).await;
+            }
+            Err(HandshakeError::Rejected(rejection))
+        }
+    }
+}
+
+/// Reads the head and sends the answer: 101 for an acceptable request (returned), an error
+/// answer for a rejected one (returned as the inner `Err`, with our side of the connection shut).
+async fn read_and_answer<S>(
+    stream: &mut S,
+    config: &AcceptConfig,
+) -> Result<Result<UpgradeRequest, Rejection>, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match read_request(stream, config).await? {
+        Ok(request) => {
+            answer(stream, &response::switching_protocols(&request)).await?;
+            Ok(Ok(request))
+        }
+        Err(rejection) => {
+            // Best effort: the client may already be gone, and the rejection is what matters to
+            // the caller either way.
+            if answer(stream, &response::rejection(&rejection))
+                .await
+                .is_ok()
+            {
+                let _ = stream.close().await;
+            }
+            Ok(Err(rejection))
+        }
+    }
 }
 
 /// Reads until the head is complete or rejected. The outer `Err` is an I/O failure (no answer
@@ -109,6 +134,25 @@ where
             Err(rejection) => return Ok(Err(rejection)),
         }
     }
+}
+
+/// Reads and discards what the client still sends after our error answer, until it closes, for at
+/// most [`AcceptConfig::linger`]. Closing a socket with unread input makes the kernel send a reset,
+/// which can destroy the answer before the client reads it (the case of a head too large). HTTP
+/// clients read the answer by its `Content-Length` and then close, which ends the wait.
+async fn linger<S: AsyncRead + Unpin>(stream: &mut S, config: &AcceptConfig) {
+    let drain = async {
+        let mut scratch = [0u8; 2048];
+        // Bounded in bytes as well as time, so a fast sender cannot keep us busy.
+        let mut budget = config.max_head_size.saturating_mul(4).max(64 * 1024);
+        while budget > 0 {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    };
+    let _ = select(pin!(drain), Delay::new(config.linger)).await;
 }
 
 async fn answer<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> io::Result<()> {

@@ -32,6 +32,9 @@ pub struct AcceptConfig {
     /// that is slower gets no answer: [`HandshakeError::TimedOut`](super::HandshakeError::TimedOut).
     /// Default 10 s.
     pub timeout: Duration,
+    /// After an error answer, how long to wait for the client to close while discarding what it
+    /// still sends, so that the answer is not lost to a TCP reset. Default 1 s.
+    pub linger: Duration,
     /// Which `Origin` headers are accepted (403 otherwise). Default: any.
     pub origin: OriginPolicy,
     /// Which paths are served (404 otherwise). Default: any.
@@ -50,6 +53,7 @@ impl Default for AcceptConfig {
             max_head_size: 8192,
             max_headers: 64,
             timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(1),
             origin: OriginPolicy::Any,
             path: PathPolicy::Any,
             protocols: Vec::new(),
@@ -84,6 +88,12 @@ impl AcceptConfig {
     /// Sets [`timeout`](Self::timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`linger`](Self::linger).
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
         self
     }
 

@@ -40,9 +40,9 @@ impl OriginPolicy {
         match (self, origin) {
             (OriginPolicy::Any, _) => true,
             (OriginPolicy::AllowList(_), None) => true,
-            (OriginPolicy::AllowList(list), Some(origin)) => {
-                list.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin))
-            }
+            (OriginPolicy::AllowList(list), Some(origin)) => list
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(origin)),
             (OriginPolicy::Callback(accept), origin) => accept(origin),
         }
     }

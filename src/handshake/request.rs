@@ -172,7 +172,8 @@ impl<'b> Fields<'_, 'b> {
     }
 
     fn has_token(&self, name: &str, token: &str) -> bool {
-        self.tokens(name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+        self.tokens(name)
+            .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
     }
 }
 
@@ -225,7 +226,10 @@ mod tests {
     fn key_must_decode_to_sixteen_bytes() {
         assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ==").is_some());
         assert!(valid_key(b" dGhlIHNhbXBsZSBub25jZQ== ").is_some());
-        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ").is_none(), "padding required");
+        assert!(
+            valid_key(b"dGhlIHNhbXBsZSBub25jZQ").is_none(),
+            "padding required"
+        );
         assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZXg=").is_none(), "17 bytes");
         assert!(valid_key(b"dGhlIHNhbXBsZSBub25j").is_none(), "15 bytes");
         assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=!").is_none());

@@ -167,7 +167,10 @@ impl Driver {
             }
             Message::Close(frame) => {
                 let (code, reason) = match frame {
-                    Some(frame) => (CloseCode::from(frame.code), frame.reason.as_str().to_owned()),
+                    Some(frame) => (
+                        CloseCode::from(frame.code),
+                        frame.reason.as_str().to_owned(),
+                    ),
                     None => (CloseCode::NO_STATUS, String::new()),
                 };
                 match self.state {
@@ -341,7 +344,11 @@ impl Driver {
 
     /// Waits for the Pong of ping `id`, reading (and keeping data messages for `read`) as long
     /// as the inbox has room. Returns when the Pong arrived.
-    pub(crate) fn poll_pong(&mut self, cx: &mut Context<'_>, id: u64) -> Poll<Result<Instant, Error>> {
+    pub(crate) fn poll_pong(
+        &mut self,
+        cx: &mut Context<'_>,
+        id: u64,
+    ) -> Poll<Result<Instant, Error>> {
         loop {
             if let Some(Some(arrived)) = self.pongs.get(&id) {
                 return Poll::Ready(Ok(*arrived));

@@ -144,7 +144,8 @@ impl MessageSocket {
                 })
             })
             .await?;
-            let arrived = poll_fn(|cx| self.drive(cx, |driver, cx| driver.poll_pong(cx, id))).await?;
+            let arrived =
+                poll_fn(|cx| self.drive(cx, |driver, cx| driver.poll_pong(cx, id))).await?;
             Ok(arrived.saturating_duration_since(sent))
         };
         let timeout = self.shared.config.ping_timeout;

@@ -119,7 +119,9 @@ impl Frame {
                     varint::decode(&body[1..]).map_err(|_| malformed("ERROR code truncated"))?;
                 Frame::Error(half, ErrorCode(code))
             }
-            kind::CLOSE => Frame::Close(decode_half(body).ok_or(malformed("bad CLOSE shutdown byte"))?),
+            kind::CLOSE => {
+                Frame::Close(decode_half(body).ok_or(malformed("bad CLOSE shutdown byte"))?)
+            }
             _ => return Err(malformed("unknown message type")),
         };
         Ok((id, frame))
@@ -156,26 +158,49 @@ mod tests {
 
     #[test]
     fn known_encodings() {
-        assert_eq!(&Frame::Ack(1 << 20).to_bytes(StreamId(0))[..], &[0, 0, 1, 0, 0x10, 0, 0]);
-        assert_eq!(&Frame::Data(Bytes::from_static(b"hi")).to_bytes(StreamId(3))[..], &[3, 0, 0, b'h', b'i']);
+        assert_eq!(
+            &Frame::Ack(1 << 20).to_bytes(StreamId(0))[..],
+            &[0, 0, 1, 0, 0x10, 0, 0]
+        );
+        assert_eq!(
+            &Frame::Data(Bytes::from_static(b"hi")).to_bytes(StreamId(3))[..],
+            &[3, 0, 0, b'h', b'i']
+        );
         assert_eq!(
             &Frame::Error(Half::Write, ErrorCode(4001)).to_bytes(StreamId(64))[..],
             &[0x40, 0x40, 0, 2, 1, 0x4f, 0xa1]
         );
-        assert_eq!(&Frame::Close(Half::Read).to_bytes(StreamId(2))[..], &[2, 0, 3, 0]);
+        assert_eq!(
+            &Frame::Close(Half::Read).to_bytes(StreamId(2))[..],
+            &[2, 0, 3, 0]
+        );
     }
 
     #[test]
     fn non_minimal_id_and_trailing_bytes_are_accepted() {
-        assert_eq!(decode(&[0x40, 0x02, 0, 3, 0, 0xff]), Ok((StreamId(2), Frame::Close(Half::Read))));
-        assert_eq!(decode(&[1, 0, 1, 0, 0, 0, 9, 7, 7]), Ok((StreamId(1), Frame::Ack(9))));
+        assert_eq!(
+            decode(&[0x40, 0x02, 0, 3, 0, 0xff]),
+            Ok((StreamId(2), Frame::Close(Half::Read)))
+        );
+        assert_eq!(
+            decode(&[1, 0, 1, 0, 0, 0, 9, 7, 7]),
+            Ok((StreamId(1), Frame::Ack(9)))
+        );
     }
 
     #[test]
     fn malformed_messages() {
         assert_eq!(decode(&[]), Err(MessageError::BadStreamId));
         assert_eq!(decode(&[0x40]), Err(MessageError::BadStreamId));
-        let bad = |b: &[u8]| matches!(decode(b), Err(MessageError::Malformed { id: StreamId(5), .. }));
+        let bad = |b: &[u8]| {
+            matches!(
+                decode(b),
+                Err(MessageError::Malformed {
+                    id: StreamId(5),
+                    ..
+                })
+            )
+        };
         assert!(bad(&[5]));
         assert!(bad(&[5, 0]));
         assert!(bad(&[5, 0, 4]));

@@ -16,7 +16,9 @@ use ws_stream_mux::{
 };
 
 /// The case groups we claim: everything but compression (12.*, 13.*).
-pub const CASES: [&str; 10] = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "8.*", "9.*", "10.*"];
+pub const CASES: [&str; 10] = [
+    "1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "8.*", "9.*", "10.*",
+];
 
 /// A generous bound on one suite run; the measured time is printed by each test.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
@@ -24,10 +26,12 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// The `wstest` installed by `.ci/setup/40-autobahn.sh`, or `None` (after saying so loudly) when
 /// it is missing outside CI. Under CI a missing suite is a failure, not a skip.
 pub fn wstest() -> Option<PathBuf> {
-    let venv = std::env::var_os("AUTOBAHN_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").unwrap_or_default();
-        Path::new(&home).join(".cache/ws_stream_mux/autobahn-venv")
-    });
+    let venv = std::env::var_os("AUTOBAHN_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            Path::new(&home).join(".cache/ws_stream_mux/autobahn-venv")
+        });
     let wstest = venv.join("bin/wstest");
     if wstest.is_file() {
         return Some(wstest);
@@ -127,15 +131,25 @@ impl Verdicts {
         let json: serde_json::Value = serde_json::from_str(&text).expect("index.json is JSON");
         let agents = json.as_object().expect("index.json maps agents");
         assert_eq!(agents.len(), 1, "one agent in {}", index.display());
-        let cases = agents.values().next().and_then(|c| c.as_object()).expect("cases");
+        let cases = agents
+            .values()
+            .next()
+            .and_then(|c| c.as_object())
+            .expect("cases");
         let verdict = |case: &serde_json::Value, key: &str| {
-            case.get(key).and_then(|v| v.as_str()).unwrap_or("MISSING").to_owned()
+            case.get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or("MISSING")
+                .to_owned()
         };
         Self(
             cases
                 .iter()
                 .map(|(id, case)| {
-                    (id.clone(), (verdict(case, "behavior"), verdict(case, "behaviorClose")))
+                    (
+                        id.clone(),
+                        (verdict(case, "behavior"), verdict(case, "behaviorClose")),
+                    )
                 })
                 .collect(),
         )
@@ -146,19 +160,31 @@ impl Verdicts {
         let mut tally = BTreeMap::<&str, usize>::new();
         for (behavior, close) in self.0.values() {
             *tally.entry(behavior).or_default() += 1;
-            *tally.entry(if close == "OK" { "close OK" } else { "close other" }).or_default() += 1;
+            *tally
+                .entry(if close == "OK" {
+                    "close OK"
+                } else {
+                    "close other"
+                })
+                .or_default() += 1;
         }
         eprintln!("autobahn {who}: {} cases: {tally:?}", self.0.len());
         let bad: Vec<_> = self
             .0
             .iter()
             .filter(|(_, (b, c))| {
-                [b, c].iter().any(|v| *v == "FAILED" || *v == "MISSING" || *v == "UNIMPLEMENTED")
+                [b, c]
+                    .iter()
+                    .any(|v| *v == "FAILED" || *v == "MISSING" || *v == "UNIMPLEMENTED")
             })
             .collect();
         // 1.* to 10.* hold 300-odd cases; far fewer means the suite did not run them.
         assert!(self.0.len() > 250, "only {} cases ran", self.0.len());
-        assert!(bad.is_empty(), "{who}: {} failing cases: {bad:?}", bad.len());
+        assert!(
+            bad.is_empty(),
+            "{who}: {} failing cases: {bad:?}",
+            bad.len()
+        );
     }
 }
 
@@ -187,7 +213,9 @@ pub async fn echo_server() -> u16 {
     async_std::task::spawn(async move {
         let config = AcceptConfig::default();
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
             let config = config.clone();
             async_std::task::spawn(async move {
                 let _ = tcp.set_nodelay(true);
