@@ -29,6 +29,34 @@ trait Socket:
 
 impl<S> Socket for WebSocketStream<S> where S: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 
+/// What is left of the socket once the connection is over: ends every read and refuses every send.
+struct Gone;
+
+impl Stream for Gone {
+    type Item = Result<Message, tungstenite::Error>;
+    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(None)
+    }
+}
+
+impl Sink<Message> for Gone {
+    type Error = tungstenite::Error;
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Err(tungstenite::Error::AlreadyClosed))
+    }
+    fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
+        Err(tungstenite::Error::AlreadyClosed)
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Socket for Gone {}
+
 /// Where the closing handshake stands.
 #[derive(Debug)]
 enum State {
@@ -119,7 +147,7 @@ impl Driver {
             State::Done(err) => err,
             State::Open | State::ClosingByUs => unreachable!("checked above"),
         };
-        self.state = State::Done(err.clone());
+        self.finish(err.clone());
         Poll::Ready(Some(err))
     }
 
@@ -175,9 +203,7 @@ impl Driver {
                 };
                 match self.state {
                     State::Open => self.state = State::ClosedByPeer { code, reason },
-                    State::ClosingByUs => {
-                        self.state = State::Done(Error::ConnectionClosed { code, reason })
-                    }
+                    State::ClosingByUs => self.finish(Error::ConnectionClosed { code, reason }),
                     _ => {}
                 }
             }
@@ -215,9 +241,7 @@ impl Driver {
             }
             State::Done(_) | State::Failing(_) => {}
             // A Close frame already went out; nothing more may be sent.
-            State::ClosingByUs | State::ClosedByPeer { .. } => {
-                self.state = State::Done(Error::Protocol(err))
-            }
+            State::ClosingByUs | State::ClosedByPeer { .. } => self.finish(Error::Protocol(err)),
         }
     }
 
@@ -234,7 +258,15 @@ impl Driver {
                 detail.unwrap_or_else(|| "connection ended without a close frame".to_owned()),
             ),
         };
+        self.finish(err);
+    }
+
+    /// The connection is over: record why and let go of the socket, which closes the TCP
+    /// connection now rather than when the last handle is dropped (a server closes first, RFC
+    /// 6455 §7.1.1).
+    fn finish(&mut self, err: Error) {
         self.state = State::Done(err);
+        self.ws = Box::new(Gone);
     }
 
     // ---- writing ----
@@ -259,11 +291,12 @@ impl Driver {
         cx: &mut Context<'_>,
         message: &mut Option<Message>,
     ) -> Poll<Result<(), Error>> {
+        if message.is_none() {
+            // Already handed over; a close that started since does not take it back.
+            return Poll::Ready(Ok(()));
+        }
         if let Some(err) = self.send_error() {
             return Poll::Ready(Err(err));
-        }
-        if message.is_none() {
-            return Poll::Ready(Ok(()));
         }
         std::task::ready!(self.poll_ready(cx))?;
         let Some(message) = message.take() else {
@@ -320,7 +353,7 @@ impl Driver {
             State::Failing(err) => Error::Protocol(err),
             _ => Error::abnormal(detail.unwrap_or_else(|| "connection closed".to_owned())),
         };
-        self.state = State::Done(err.clone());
+        self.finish(err.clone());
         err
     }
 
