@@ -12,7 +12,7 @@ use async_tungstenite::{
     tungstenite::{protocol::frame::coding::CloseCode as WsCloseCode, Message},
     WebSocketStream,
 };
-use futures::{channel::oneshot, AsyncReadExt, AsyncWriteExt, SinkExt, StreamExt};
+use futures::{channel::oneshot, AsyncReadExt, AsyncWriteExt, StreamExt};
 use ws_stream_mux::{
     handshake::{accept, AcceptConfig},
     CloseCode, DataMessage, Error, MessageConfig, MessageSocket, ProtoError,

@@ -26,5 +26,5 @@ mod response;
 pub use accept::accept;
 pub use config::AcceptConfig;
 pub use error::{HandshakeError, Rejection};
-pub use policy::{OriginPolicy, PathPolicy};
+pub use policy::{OriginCheck, OriginPolicy, PathCheck, PathPolicy};
 pub use request::{check_request, UpgradeRequest};

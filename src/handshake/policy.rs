@@ -2,6 +2,12 @@
 
 use std::{fmt, sync::Arc};
 
+/// A callback deciding on an `Origin` header (`None` when absent).
+pub type OriginCheck = dyn Fn(Option<&str>) -> bool + Send + Sync;
+
+/// A callback deciding whether a path is served.
+pub type PathCheck = dyn Fn(&str) -> bool + Send + Sync;
+
 /// Which `Origin` headers the server accepts; others are answered with `403 Forbidden`.
 ///
 /// Browsers always send `Origin`, so checking it stops other web sites from opening connections
@@ -17,7 +23,7 @@ pub enum OriginPolicy {
     /// case-insensitively), such as `"https://example.com"`.
     AllowList(Vec<String>),
     /// The callback gets the `Origin` header (`None` when absent) and returns whether to accept.
-    Callback(Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>),
+    Callback(Arc<OriginCheck>),
 }
 
 impl OriginPolicy {
@@ -69,7 +75,7 @@ pub enum PathPolicy {
     /// Exactly these paths (case-sensitive), such as `"/ws"`.
     Only(Vec<String>),
     /// The callback gets the path and returns whether the server serves it.
-    Callback(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+    Callback(Arc<PathCheck>),
 }
 
 impl PathPolicy {
