@@ -85,6 +85,10 @@ pub(crate) struct Driver {
     pending_close: Option<CloseFrame>,
     /// The stream returned its last item; only writing (our Close frame) may still happen.
     stream_ended: bool,
+    /// Something other tasks may be waiting for happened (a message kept, a Pong, room in the
+    /// inbox, a state change). The socket wakes its waiters only when *it* has news; a task that
+    /// found news by polling must wake the others itself.
+    news: bool,
     max_message_size: usize,
 }
 
@@ -103,6 +107,7 @@ impl Driver {
             next_ping: 0,
             pending_close: None,
             stream_ended: false,
+            news: false,
             max_message_size,
         }
     }
@@ -112,7 +117,10 @@ impl Driver {
     /// The next data message, or the error that ended the connection.
     pub(crate) fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<DataMessage, Error>> {
         loop {
+            let was_full = self.inbox_full();
             if let Some(message) = self.inbox.pop_front() {
+                // A ping that stopped reading because the inbox was full may go on.
+                self.news |= was_full;
                 return Poll::Ready(Ok(message));
             }
             if let Some(err) = std::task::ready!(self.poll_settle(cx)) {
@@ -124,9 +132,13 @@ impl Driver {
         }
     }
 
-    /// Whether a ping that read ahead filled the inbox (a `read` then frees room, and must wake
-    /// the ping).
-    pub(crate) fn inbox_full(&self) -> bool {
+    /// Whether tasks other than the caller should look again (see the `news` field); resets it.
+    pub(crate) fn take_news(&mut self) -> bool {
+        std::mem::take(&mut self.news)
+    }
+
+    /// Whether a ping that read ahead filled the inbox.
+    fn inbox_full(&self) -> bool {
         self.inbox.len() >= self.max_buffered
     }
 
@@ -157,7 +169,9 @@ impl Driver {
             // Nothing more will arrive; whatever waits now waits for a flush in poll_settle.
             return Poll::Ready(());
         }
-        match Pin::new(&mut self.ws).poll_next(cx) {
+        let next = Pin::new(&mut self.ws).poll_next(cx);
+        self.news |= next.is_ready();
+        match next {
             Poll::Pending => {
                 // Pongs and the echo of a Close frame are queued inside tungstenite; make sure they
                 // leave before we sleep.
@@ -265,6 +279,7 @@ impl Driver {
     /// connection now rather than when the last handle is dropped (a server closes first, RFC
     /// 6455 §7.1.1).
     fn finish(&mut self, err: Error) {
+        self.news = true;
         self.state = State::Done(err);
         self.ws = Box::new(Gone);
     }
@@ -411,6 +426,7 @@ impl Driver {
         }
         self.state = State::ClosingByUs;
         self.pending_close = Some(frame);
+        self.news = true;
         Ok(())
     }
 

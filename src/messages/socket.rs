@@ -37,7 +37,7 @@ use crate::{code::CloseCode, error::Error};
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use ws_stream_mux::{CloseCode, DataMessage, MessageConfig, MessageSocket};
 ///
-/// let (ws, _) = async_tungstenite::async_std::connect_async("ws://127.0.0.1:9001/").await?;
+/// let (ws, _) = ws_stream_mux::connect::connect("ws://127.0.0.1:9001/", async_std::net::TcpStream::connect).await?;
 /// let socket = MessageSocket::new(ws, MessageConfig::default());
 /// socket.write(DataMessage::text("hello")).await?;
 /// let rtt = socket.ping().await?;
@@ -89,19 +89,7 @@ impl MessageSocket {
     ///
     /// Cancel-safe: a message is never lost when the future is dropped.
     pub async fn read(&self) -> Result<DataMessage, Error> {
-        poll_fn(|cx| {
-            let (result, freed_room) = self.drive(cx, |driver, cx| {
-                let was_full = driver.inbox_full();
-                let result = driver.poll_read(cx);
-                (result, was_full && !driver.inbox_full())
-            });
-            if freed_room {
-                // A ping that stopped reading because the inbox was full may go on now.
-                self.shared.waker.wake_by_ref();
-            }
-            result
-        })
-        .await
+        poll_fn(|cx| self.drive(cx, Driver::poll_read)).await
     }
 
     /// Sends a message and flushes it.
@@ -196,7 +184,15 @@ impl MessageSocket {
     fn drive<T>(&self, cx: &Context<'_>, f: impl FnOnce(&mut Driver, &mut Context<'_>) -> T) -> T {
         self.shared.wakers.register(cx.waker());
         let mut socket_cx = Context::from_waker(&self.shared.waker);
-        f(&mut self.lock_driver(), &mut socket_cx)
+        let (result, news) = {
+            let mut driver = self.lock_driver();
+            let result = f(&mut driver, &mut socket_cx);
+            (result, driver.take_news())
+        };
+        if news {
+            self.shared.wakers.wake_others(cx.waker());
+        }
+        result
     }
 }
 

@@ -5,6 +5,10 @@
 //! of them polls the socket may be dropped (a cancelled ping) while the others still wait. So the
 //! socket is always polled with this set's waker, which wakes all registered tasks; each re-checks
 //! its own condition under the lock.
+//!
+//! The socket wakes only when it has news for a poll that returned `Pending`. A task that polls it
+//! and finds data already there (the reader takes the Pong a ping waits for) must wake the others
+//! itself: [`WakerSet::wake_others`].
 
 use std::{
     sync::{Arc, Mutex},
@@ -23,6 +27,21 @@ impl WakerSet {
         let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
         if !wakers.iter().any(|w| w.will_wake(waker)) {
             wakers.push(waker.clone());
+        }
+    }
+
+    /// Wakes every registered task except `current` (which is running and stays registered).
+    pub(crate) fn wake_others(&self, current: &Waker) {
+        let others: Vec<Waker> = {
+            let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            let (mine, others) = std::mem::take(&mut *wakers)
+                .into_iter()
+                .partition(|w| w.will_wake(current));
+            *wakers = mine;
+            others
+        };
+        for waker in others {
+            waker.wake();
         }
     }
 }
