@@ -1,4 +1,9 @@
 //! Byte streams over WebSockets.
+//!
+//! Around the streams: [`handshake::accept`] answers bad upgrade requests with real HTTP errors
+//! (400, 403, 404, 426) and yields an ordinary async-tungstenite `WebSocketStream`;
+//! [`connect::Connector`] keeps one connection per host:port in CONNECTING (RFC 6455 §4.1); and
+//! [`MessageSocket`] offers whole messages, ping and close for those who want messages, not bytes.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
