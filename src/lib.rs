@@ -5,9 +5,12 @@
 mod code;
 mod config;
 mod conn;
+pub mod connect;
 mod error;
 mod event;
+pub mod handshake;
 mod io;
+mod messages;
 pub mod proto;
 mod stream;
 #[cfg(feature = "tls")]
@@ -21,6 +24,7 @@ pub use conn::Connection;
 pub use error::Error;
 pub use event::WsEvent;
 pub use io::{WsIo, WsIoConfig};
+pub use messages::{DataMessage, MessageConfig, MessageSocket};
 pub use proto::{Half, ProtoError, Side, StreamId};
 pub use stream::WsStream;
 
