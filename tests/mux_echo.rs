@@ -64,3 +64,57 @@ async fn echo_100_concurrent_streams_8_mib_each() {
     })
     .await;
 }
+
+/// Read and write halves of every stream live in different tasks on both sides, with a tiny
+/// window so that writers sleep on credit and readers on data over and over: a lost wake-up would
+/// hang here.
+#[async_std::test]
+async fn split_halves_in_separate_tasks_with_a_tiny_window() {
+    within("split halves", async {
+        let tiny = Config {
+            window: std::num::NonZeroU32::new(64).unwrap(),
+            ..Config::default()
+        };
+        let (client, server) = conn_pair(tiny.clone(), tiny).await;
+        async_std::task::spawn(async move {
+            while let Ok(stream) = server.accept().await {
+                let (mut r, mut w) = stream.split();
+                let (tx, rx) = async_std::channel::bounded::<Vec<u8>>(4);
+                async_std::task::spawn(async move {
+                    let mut buf = vec![0u8; 100];
+                    loop {
+                        let n = r.read(&mut buf).await.expect("server read");
+                        if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                async_std::task::spawn(async move {
+                    while let Ok(chunk) = rx.recv().await {
+                        w.write_all(&chunk).await.expect("server write");
+                    }
+                    w.close().await.expect("server fin");
+                });
+            }
+        });
+        let mut tasks = Vec::new();
+        for i in 0..8u64 {
+            let (mut r, mut w) = client.open().await.expect("open").split();
+            let data = pattern(100 + i, 256 * 1024);
+            let expected = data.clone();
+            tasks.push(async_std::task::spawn(async move {
+                w.write_all(&data).await.expect("write");
+                w.close().await.expect("fin");
+            }));
+            tasks.push(async_std::task::spawn(async move {
+                let mut got = Vec::new();
+                r.read_to_end(&mut got).await.expect("read");
+                assert!(got == expected, "echo differs on stream {i}");
+            }));
+        }
+        for task in tasks {
+            task.await;
+        }
+    })
+    .await;
+}
