@@ -324,3 +324,19 @@ async fn close_frame_without_code_is_reported_as_1005() {
     })
     .await;
 }
+
+#[async_std::test]
+async fn message_larger_than_the_limit_closes_with_1009() {
+    within("1009", async {
+        let (mut raw, conn, _events) = setup(16).await;
+        // The default limit is the window plus the largest header: 26 bytes here.
+        raw.send(&msg(&[0], 0, &[0u8; 30])).await;
+        let err = conn.accept().await.unwrap_err();
+        assert!(
+            matches!(err, Error::Protocol(ProtoError::MessageTooBig { max: 26 })),
+            "{err:?}"
+        );
+        assert_eq!(raw.expect_close().await, 1009);
+    })
+    .await;
+}
