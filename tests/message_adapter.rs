@@ -443,3 +443,59 @@ async fn a_close_frame_without_code_reads_as_1005() {
     let (first, _) = server_frame(&mut tcp).await;
     assert_eq!(first, 0x88, "the Close frame is echoed");
 }
+
+#[async_std::test]
+async fn data_sent_before_our_close_is_still_read() {
+    let (socket, mut peer) = pair(MessageConfig::default()).await;
+    // Already in our TCP buffer when we close: the peer may send until it answers our Close.
+    peer.send(Message::text("in flight")).await.unwrap();
+    socket.close(CloseCode(4000), "enough").await.unwrap();
+    let peer_replies = async_std::task::spawn(async move { while peer.next().await.is_some() {} });
+    assert_eq!(read(&socket).await.unwrap(), DataMessage::text("in flight"));
+    assert!(matches!(
+        read(&socket).await,
+        Err(Error::ConnectionClosed {
+            code: CloseCode(4000),
+            ..
+        })
+    ));
+    timeout(SAFETY, peer_replies).await.expect("TCP closed");
+}
+
+#[async_std::test]
+async fn connection_ending_before_the_reply_to_our_close_is_1006() {
+    let (socket, mut tcp) = raw_pair().await;
+    socket.close(CloseCode::NORMAL, "").await.unwrap();
+    let (first, _) = server_frame(&mut tcp).await;
+    assert_eq!(first, 0x88, "our Close frame");
+    drop(tcp); // no reply
+    assert!(matches!(
+        read(&socket).await,
+        Err(Error::ConnectionClosed {
+            code: CloseCode::ABNORMAL,
+            ..
+        })
+    ));
+}
+
+#[async_std::test]
+async fn a_protocol_violation_after_our_close_ends_the_connection() {
+    let (socket, mut tcp) = raw_pair().await;
+    socket.close(CloseCode::NORMAL, "").await.unwrap();
+    let (first, _) = server_frame(&mut tcp).await;
+    assert_eq!(first, 0x88, "our Close frame");
+    tcp.write_all(&client_frame(0x83, b"reserved opcode"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        read(&socket).await,
+        Err(Error::Protocol(ProtoError::WebSocket(_)))
+    ));
+    // A Close frame already went out, so nothing more is sent: TCP just closes.
+    let mut rest = Vec::new();
+    timeout(SAFETY, tcp.read_to_end(&mut rest))
+        .await
+        .expect("TCP closed")
+        .unwrap();
+    assert!(rest.is_empty(), "sent after our Close frame: {rest:?}");
+}
