@@ -93,6 +93,8 @@ pub(crate) struct Transport {
     max_message_size: usize,
     /// Something was handed to the sink since the last flush.
     unflushed: bool,
+    /// Once over: whether nothing was left unflushed then; see [`Transport::flushed_before_end`].
+    flushed_at_end: bool,
     /// See [`Transport::set_message_mode`].
     message_mode: bool,
     /// Out-of-band events for observers.
@@ -118,6 +120,7 @@ impl Transport {
             write_waker: futures::task::waker(write_waiters),
             max_message_size,
             unflushed: false,
+            flushed_at_end: false,
             message_mode: false,
             events: EventSink::new(event_limit),
         }
@@ -148,6 +151,12 @@ impl Transport {
     /// Whether we sent a Close frame (not in answer to the peer's) and the connection is not over.
     pub(crate) fn is_closing_by_us(&self) -> bool {
         matches!(self.state, State::Closing { .. })
+    }
+
+    /// Whether the connection is over and everything queued had been flushed by then: a send
+    /// that was queued before the end did reach the socket.
+    pub(crate) fn flushed_before_end(&self) -> bool {
+        matches!(self.state, State::Done(_)) && self.flushed_at_end
     }
 
     /// The error that ended the connection, once it is over.
@@ -475,7 +484,9 @@ impl Transport {
             self.state = State::PeerClosed { code, reason };
             self.arm_close_timer();
         } else if self.message_mode && self.is_closing_by_us() {
-            // The reply to our Close frame: the closing handshake is complete.
+            // The reply to our Close frame: the closing handshake is complete. Whatever we queued
+            // reached the peer (nothing can be queued after our Close frame, which it answers).
+            self.unflushed = false;
             self.end(Error::ConnectionClosed { code, reason });
         }
     }
@@ -535,6 +546,7 @@ impl Transport {
         // Dropping the socket closes TCP: a server closes first after the handshake (RFC 6455
         // §7.1.1), and nobody keeps a dead connection open by holding on to a handle.
         self.ws = None;
+        self.flushed_at_end = !self.unflushed;
         self.unflushed = false;
         self.close_timer = None;
         // Nothing will be written any more: whoever waited to write learns it now.

@@ -499,3 +499,59 @@ async fn a_protocol_violation_after_our_close_ends_the_connection() {
         .unwrap();
     assert!(rest.is_empty(), "sent after our Close frame: {rest:?}");
 }
+
+#[async_std::test]
+async fn a_write_that_left_before_the_end_succeeds() {
+    let (socket, mut peer) = pair(MessageConfig::default()).await;
+    let write = socket.write(vec![1u8; 15 << 20]);
+    futures::pin_mut!(write);
+    // Handed to the socket, but the peer does not read yet: the flush waits, and the write is not
+    // polled again until the connection is over.
+    assert!(futures::poll!(&mut write).is_pending());
+    let peer_task = async_std::task::spawn(async move {
+        assert_eq!(next(&mut peer).await.len(), 15 << 20);
+        peer.close(Some(async_tungstenite::tungstenite::protocol::CloseFrame {
+            code: WsCloseCode::from(4002),
+            reason: "got it".into(),
+        }))
+        .await
+        .unwrap();
+        while peer.next().await.is_some() {}
+    });
+    // Our read flushes the rest of the message while it waits, then finishes the closing.
+    assert!(matches!(
+        read(&socket).await,
+        Err(Error::ConnectionClosed {
+            code: CloseCode(4002),
+            ..
+        })
+    ));
+    timeout(SAFETY, write)
+        .await
+        .expect("write ends")
+        .expect("the message left before the connection ended");
+    timeout(SAFETY, peer_task).await.expect("peer ends");
+}
+
+#[async_std::test]
+async fn a_write_that_never_left_fails_with_the_end() {
+    let (socket, peer) = pair(MessageConfig::default()).await;
+    let write = socket.write(vec![1u8; 15 << 20]);
+    futures::pin_mut!(write);
+    assert!(futures::poll!(&mut write).is_pending());
+    drop(peer); // with most of the message unsent
+    assert!(matches!(
+        read(&socket).await,
+        Err(Error::ConnectionClosed {
+            code: CloseCode::ABNORMAL,
+            ..
+        })
+    ));
+    assert!(matches!(
+        timeout(SAFETY, write).await.expect("write ends"),
+        Err(Error::ConnectionClosed {
+            code: CloseCode::ABNORMAL,
+            ..
+        })
+    ));
+}

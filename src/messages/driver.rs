@@ -18,7 +18,6 @@ use futures::{AsyncRead, AsyncWrite};
 
 use super::data::DataMessage;
 use crate::{
-    code::CloseCode,
     error::Error,
     transport::{Incoming, Transport},
 };
@@ -141,9 +140,13 @@ impl Driver {
         }
     }
 
-    /// Flushes everything queued.
+    /// Flushes everything queued. `Ok` too once the connection is over, if all of it had left by
+    /// then (another task's flush, or the closing handshake, sent it).
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.transport.poll_flush(cx)
+        match std::task::ready!(self.transport.poll_flush(cx)) {
+            Err(_) if self.transport.flushed_before_end() => Poll::Ready(Ok(())),
+            flushed => Poll::Ready(flushed),
+        }
     }
 
     // ---- ping ----
@@ -198,13 +201,7 @@ impl Driver {
 
     /// Waits until our Close frame (queued by [`Driver::start_close`]) has been sent.
     pub(crate) fn poll_close_sent(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        match std::task::ready!(self.transport.poll_flush(cx)) {
-            // The peer's reply already arrived, so ours was sent.
-            Err(Error::ConnectionClosed { code, .. }) if code != CloseCode::ABNORMAL => {
-                Poll::Ready(Ok(()))
-            }
-            flushed => Poll::Ready(flushed),
-        }
+        self.poll_flush(cx)
     }
 }
 
