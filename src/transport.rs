@@ -6,6 +6,10 @@
 //! violations close the connection with the right code, the close handshake is completed, and a
 //! connection that ends without a Close frame becomes an error carrying 1006 rather than a quiet
 //! end of stream. Once the connection is over, every call returns the same terminal [`Error`].
+//!
+//! The message adapter ([`MessageSocket`](crate::MessageSocket)) drives the same code in *message
+//! mode* ([`Transport::set_message_mode`]): text messages and Pongs are handed out as well, and the
+//! connection is over as soon as the closing handshake is rather than when TCP ends.
 
 use std::{
     pin::Pin,
@@ -15,7 +19,7 @@ use std::{
 };
 
 use async_tungstenite::{
-    tungstenite::{self, protocol::CloseFrame, Message},
+    tungstenite::{self, protocol::CloseFrame, Message, Utf8Bytes},
     WebSocketStream,
 };
 use bytes::Bytes;
@@ -55,6 +59,17 @@ enum State {
     Done(Error),
 }
 
+/// What [`Transport::poll_recv_message`] hands out.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A binary message.
+    Binary(Bytes),
+    /// A text message (its UTF-8 checked by tungstenite). Message mode only.
+    Text(Utf8Bytes),
+    /// A Pong, for matching ping round trips. Message mode only.
+    Pong(Bytes),
+}
+
 /// How many control frames (pings, pongs, ignored frames) `poll_recv` handles before it lets other
 /// tasks run. A burst of pings is answered in slices, not in one long poll.
 const CONTROL_FRAME_BUDGET: usize = 1024;
@@ -78,6 +93,10 @@ pub(crate) struct Transport {
     max_message_size: usize,
     /// Something was handed to the sink since the last flush.
     unflushed: bool,
+    /// Once over: whether nothing was left unflushed then; see [`Transport::flushed_before_end`].
+    flushed_at_end: bool,
+    /// See [`Transport::set_message_mode`].
+    message_mode: bool,
     /// Out-of-band events for observers.
     pub(crate) events: EventSink,
 }
@@ -101,6 +120,8 @@ impl Transport {
             write_waker: futures::task::waker(write_waiters),
             max_message_size,
             unflushed: false,
+            flushed_at_end: false,
+            message_mode: false,
             events: EventSink::new(event_limit),
         }
     }
@@ -110,6 +131,32 @@ impl Transport {
     /// same as if the peer had closed TCP at that moment. `None` (the default) waits for ever.
     pub(crate) fn set_close_timeout(&mut self, timeout: Option<Duration>) {
         self.close_timeout = timeout;
+    }
+
+    /// Switches to what a message-level user needs instead of a byte stream (off by default):
+    ///
+    /// - [`Transport::poll_recv_message`] also returns text messages (instead of closing with 1003)
+    ///   and Pongs, and keeps returning data after our Close frame, until the peer answers it;
+    /// - the connection is over as soon as the closing handshake is, not when TCP ends: once the
+    ///   echo of the peer's Close frame, or our Close frame after a protocol violation, is flushed
+    ///   (RFC 6455 §7.1.7: a failed connection is dropped at once), or when the peer's reply to
+    ///   our Close frame arrives. That reply's code and reason are then the terminal error, and a
+    ///   connection that ends before it is 1006, as if we had not closed at all;
+    /// - a protocol violation after a Close frame ends the connection with
+    ///   [`Error::Protocol`] rather than with the close that was under way.
+    pub(crate) fn set_message_mode(&mut self, on: bool) {
+        self.message_mode = on;
+    }
+
+    /// Whether we sent a Close frame (not in answer to the peer's) and the connection is not over.
+    pub(crate) fn is_closing_by_us(&self) -> bool {
+        matches!(self.state, State::Closing { .. })
+    }
+
+    /// Whether the connection is over and everything queued had been flushed by then: a send
+    /// that was queued before the end did reach the socket.
+    pub(crate) fn flushed_before_end(&self) -> bool {
+        matches!(self.state, State::Done(_)) && self.flushed_at_end
     }
 
     /// The error that ended the connection, once it is over.
@@ -144,13 +191,40 @@ impl Transport {
     /// The next binary message. `Ready(Err)` once the connection is over (always the same error).
     ///
     /// Text messages, control frames and protocol errors are handled here and never returned;
-    /// messages arriving after either side started closing are discarded. The loop is iterative, so
-    /// a flood of pings costs time, not stack.
+    /// messages arriving after either side started closing are discarded.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Error>> {
+        loop {
+            match std::task::ready!(self.poll_recv_message(cx)) {
+                Ok(Incoming::Binary(data)) => return Poll::Ready(Ok(data)),
+                // Only message mode returns these; its user calls `poll_recv_message` itself.
+                Ok(Incoming::Text(_) | Incoming::Pong(_)) => {}
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+
+    /// The next message: binary only, or in message mode (see [`Transport::set_message_mode`])
+    /// text and Pongs too. `Ready(Err)` once the connection is over (always the same error).
+    ///
+    /// Everything else (pings, close frames, protocol errors) is handled here. The loop is
+    /// iterative, so a flood of pings costs time, not stack.
+    pub(crate) fn poll_recv_message(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Incoming, Error>> {
         let mut budget = CONTROL_FRAME_BUDGET;
         loop {
             if let State::Done(err) = &self.state {
                 return Poll::Ready(Err(err.clone()));
+            }
+            if self.message_mode
+                && matches!(self.state, State::PeerClosed { .. } | State::Failing(_))
+            {
+                // Nothing more will be read: the connection is over once our last frame is out.
+                // A failed flush ends it too, with the same error.
+                let _ = std::task::ready!(self.poll_flush(cx));
+                self.finish(None);
+                continue;
             }
             if budget == 0 {
                 self.flush_quietly(cx);
@@ -176,29 +250,48 @@ impl Transport {
             };
             match next {
                 Some(Ok(Message::Binary(data))) => {
-                    if !self.is_open() {
-                        continue;
+                    if let Some(data) = self.accept_data(data.len(), Incoming::Binary(data)) {
+                        return Poll::Ready(Ok(data));
                     }
-                    if data.len() > self.max_message_size {
-                        self.fail(ProtoError::MessageTooBig {
-                            max: self.max_message_size,
-                        });
-                        continue;
+                }
+                Some(Ok(Message::Text(text))) if self.message_mode => {
+                    if let Some(text) = self.accept_data(text.len(), Incoming::Text(text)) {
+                        return Poll::Ready(Ok(text));
                     }
-                    return Poll::Ready(Ok(data));
                 }
                 Some(Ok(Message::Text(text))) => {
                     self.events.emit(WsEvent::TextReceived { len: text.len() });
                     self.fail(ProtoError::TextMessage);
                 }
                 Some(Ok(Message::Ping(data))) => self.events.emit(WsEvent::Ping(data)),
-                Some(Ok(Message::Pong(data))) => self.events.emit(WsEvent::Pong(data)),
+                Some(Ok(Message::Pong(data))) => {
+                    self.events.emit(WsEvent::Pong(data.clone()));
+                    if self.message_mode {
+                        return Poll::Ready(Ok(Incoming::Pong(data)));
+                    }
+                }
                 Some(Ok(Message::Close(frame))) => self.on_close_frame(frame),
                 Some(Ok(Message::Frame(_))) => {}
                 Some(Err(err)) => self.on_ws_error(err),
                 None => self.finish(None),
             }
         }
+    }
+
+    /// A data message of `len` bytes arrived: `Some` to return it, `None` when it is discarded
+    /// (closing has started) or too big (the connection then fails with 1009).
+    fn accept_data(&mut self, len: usize, message: Incoming) -> Option<Incoming> {
+        let wanted = self.is_open() || (self.message_mode && self.is_closing_by_us());
+        if !wanted {
+            return None;
+        }
+        if len > self.max_message_size {
+            self.fail(ProtoError::MessageTooBig {
+                max: self.max_message_size,
+            });
+            return None;
+        }
+        Some(message)
     }
 
     /// Waits until a message can be queued.
@@ -228,6 +321,12 @@ impl Transport {
 
     /// Queues one binary message. Call after [`Transport::poll_ready_send`] returned `Ready(Ok)`.
     pub(crate) fn send(&mut self, data: Bytes) -> Result<(), Error> {
+        self.send_message(Message::Binary(data))
+    }
+
+    /// Queues any message (text and pings are for message mode). Call after
+    /// [`Transport::poll_ready_send`] returned `Ready(Ok)`.
+    pub(crate) fn send_message(&mut self, message: Message) -> Result<(), Error> {
         if let Some(err) = self.closing_error() {
             return Err(err);
         }
@@ -235,12 +334,10 @@ impl Transport {
             return Err(Error::abnormal(""));
         };
         self.unflushed = true;
-        Pin::new(ws)
-            .start_send(Message::Binary(data))
-            .map_err(|err| {
-                self.on_ws_error(err);
-                self.closing_error().unwrap_or_else(|| Error::abnormal(""))
-            })
+        Pin::new(ws).start_send(message).map_err(|err| {
+            self.on_ws_error(err);
+            self.closing_error().unwrap_or_else(|| Error::abnormal(""))
+        })
     }
 
     /// Flushes what was queued. Errors end the connection and are returned.
@@ -326,6 +423,12 @@ impl Transport {
     /// Closes the connection because the peer broke the protocol.
     pub(crate) fn fail(&mut self, err: ProtoError) {
         if !self.is_open() {
+            if self.message_mode
+                && matches!(self.state, State::Closing { .. } | State::PeerClosed { .. })
+            {
+                // A Close frame already went out: nothing more may be sent, so it ends here.
+                self.end(Error::Protocol(err));
+            }
             return;
         }
         let frame = err
@@ -380,6 +483,11 @@ impl Transport {
             self.unflushed = true;
             self.state = State::PeerClosed { code, reason };
             self.arm_close_timer();
+        } else if self.message_mode && self.is_closing_by_us() {
+            // The reply to our Close frame: the closing handshake is complete. Whatever we queued
+            // reached the peer (nothing can be queued after our Close frame, which it answers).
+            self.unflushed = false;
+            self.end(Error::ConnectionClosed { code, reason });
         }
     }
 
@@ -391,7 +499,9 @@ impl Transport {
             }),
             E::Utf8(_) => self.fail(ProtoError::InvalidUtf8),
             E::Protocol(P::ResetWithoutClosingHandshake) => self.finish(None),
-            E::Protocol(p) if self.is_open() => self.fail(ProtoError::WebSocket(p.to_string())),
+            E::Protocol(p) if self.is_open() || self.message_mode => {
+                self.fail(ProtoError::WebSocket(p.to_string()))
+            }
             E::ConnectionClosed | E::AlreadyClosed => self.finish(None),
             E::Io(io) => self.finish(Some(io.to_string())),
             other => self.finish(Some(other.to_string())),
@@ -400,19 +510,32 @@ impl Transport {
 
     /// The connection is over. `detail` describes a transport failure, if that is what ended it.
     fn finish(&mut self, detail: Option<String>) {
-        let err = match std::mem::replace(&mut self.state, State::Open) {
-            State::Done(err) => {
-                self.state = State::Done(err);
-                return;
-            }
-            State::Closing { code, reason } | State::PeerClosed { code, reason } => {
-                Error::ConnectionClosed { code, reason }
-            }
-            State::Failing(err) => Error::Protocol(err),
-            State::Open => Error::abnormal(
+        let abnormal = || {
+            Error::abnormal(
                 detail.unwrap_or_else(|| "connection ended without a close frame".to_owned()),
-            ),
+            )
         };
+        let err = match &self.state {
+            State::Done(_) => return,
+            // In message mode only the peer's reply completes our close (see `on_close_frame`).
+            State::Closing { .. } if self.message_mode => abnormal(),
+            State::Closing { code, reason } | State::PeerClosed { code, reason } => {
+                Error::ConnectionClosed {
+                    code: *code,
+                    reason: reason.clone(),
+                }
+            }
+            State::Failing(err) => Error::Protocol(err.clone()),
+            State::Open => abnormal(),
+        };
+        self.end(err);
+    }
+
+    /// The connection is over, with `err` as the terminal error for every call from now on.
+    fn end(&mut self, err: Error) {
+        if let State::Done(_) = self.state {
+            return;
+        }
         let (code, reason) = match &err {
             Error::ConnectionClosed { code, reason } => (*code, reason.clone()),
             Error::Protocol(p) => (p.close_code(), p.close_reason().to_owned()),
@@ -423,6 +546,7 @@ impl Transport {
         // Dropping the socket closes TCP: a server closes first after the handshake (RFC 6455
         // §7.1.1), and nobody keeps a dead connection open by holding on to a handle.
         self.ws = None;
+        self.flushed_at_end = !self.unflushed;
         self.unflushed = false;
         self.close_timer = None;
         // Nothing will be written any more: whoever waited to write learns it now.

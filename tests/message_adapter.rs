@@ -443,3 +443,115 @@ async fn a_close_frame_without_code_reads_as_1005() {
     let (first, _) = server_frame(&mut tcp).await;
     assert_eq!(first, 0x88, "the Close frame is echoed");
 }
+
+#[async_std::test]
+async fn data_sent_before_our_close_is_still_read() {
+    let (socket, mut peer) = pair(MessageConfig::default()).await;
+    // Already in our TCP buffer when we close: the peer may send until it answers our Close.
+    peer.send(Message::text("in flight")).await.unwrap();
+    socket.close(CloseCode(4000), "enough").await.unwrap();
+    let peer_replies = async_std::task::spawn(async move { while peer.next().await.is_some() {} });
+    assert_eq!(read(&socket).await.unwrap(), DataMessage::text("in flight"));
+    assert!(matches!(
+        read(&socket).await,
+        Err(Error::ConnectionClosed {
+            code: CloseCode(4000),
+            ..
+        })
+    ));
+    timeout(SAFETY, peer_replies).await.expect("TCP closed");
+}
+
+#[async_std::test]
+async fn connection_ending_before_the_reply_to_our_close_is_1006() {
+    let (socket, mut tcp) = raw_pair().await;
+    socket.close(CloseCode::NORMAL, "").await.unwrap();
+    let (first, _) = server_frame(&mut tcp).await;
+    assert_eq!(first, 0x88, "our Close frame");
+    drop(tcp); // no reply
+    assert!(matches!(
+        read(&socket).await,
+        Err(Error::ConnectionClosed {
+            code: CloseCode::ABNORMAL,
+            ..
+        })
+    ));
+}
+
+#[async_std::test]
+async fn a_protocol_violation_after_our_close_ends_the_connection() {
+    let (socket, mut tcp) = raw_pair().await;
+    socket.close(CloseCode::NORMAL, "").await.unwrap();
+    let (first, _) = server_frame(&mut tcp).await;
+    assert_eq!(first, 0x88, "our Close frame");
+    tcp.write_all(&client_frame(0x83, b"reserved opcode"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        read(&socket).await,
+        Err(Error::Protocol(ProtoError::WebSocket(_)))
+    ));
+    // A Close frame already went out, so nothing more is sent: TCP just closes.
+    let mut rest = Vec::new();
+    timeout(SAFETY, tcp.read_to_end(&mut rest))
+        .await
+        .expect("TCP closed")
+        .unwrap();
+    assert!(rest.is_empty(), "sent after our Close frame: {rest:?}");
+}
+
+#[async_std::test]
+async fn a_write_that_left_before_the_end_succeeds() {
+    let (socket, mut peer) = pair(MessageConfig::default()).await;
+    let write = socket.write(vec![1u8; 15 << 20]);
+    futures::pin_mut!(write);
+    // Handed to the socket, but the peer does not read yet: the flush waits, and the write is not
+    // polled again until the connection is over.
+    assert!(futures::poll!(&mut write).is_pending());
+    let peer_task = async_std::task::spawn(async move {
+        assert_eq!(next(&mut peer).await.len(), 15 << 20);
+        peer.close(Some(async_tungstenite::tungstenite::protocol::CloseFrame {
+            code: WsCloseCode::from(4002),
+            reason: "got it".into(),
+        }))
+        .await
+        .unwrap();
+        while peer.next().await.is_some() {}
+    });
+    // Our read flushes the rest of the message while it waits, then finishes the closing.
+    assert!(matches!(
+        read(&socket).await,
+        Err(Error::ConnectionClosed {
+            code: CloseCode(4002),
+            ..
+        })
+    ));
+    timeout(SAFETY, write)
+        .await
+        .expect("write ends")
+        .expect("the message left before the connection ended");
+    timeout(SAFETY, peer_task).await.expect("peer ends");
+}
+
+#[async_std::test]
+async fn a_write_that_never_left_fails_with_the_end() {
+    let (socket, peer) = pair(MessageConfig::default()).await;
+    let write = socket.write(vec![1u8; 15 << 20]);
+    futures::pin_mut!(write);
+    assert!(futures::poll!(&mut write).is_pending());
+    drop(peer); // with most of the message unsent
+    assert!(matches!(
+        read(&socket).await,
+        Err(Error::ConnectionClosed {
+            code: CloseCode::ABNORMAL,
+            ..
+        })
+    ));
+    assert!(matches!(
+        timeout(SAFETY, write).await.expect("write ends"),
+        Err(Error::ConnectionClosed {
+            code: CloseCode::ABNORMAL,
+            ..
+        })
+    ));
+}

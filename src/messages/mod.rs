@@ -9,7 +9,6 @@ mod config;
 mod data;
 mod driver;
 mod socket;
-mod wake;
 
 pub use config::MessageConfig;
 pub use data::DataMessage;

@@ -16,8 +16,12 @@ use futures::{
 };
 use futures_timer::Delay;
 
-use super::{config::MessageConfig, data::DataMessage, driver::Driver, wake::WakerSet};
-use crate::{code::CloseCode, error::Error};
+use super::{config::MessageConfig, data::DataMessage, driver::Driver};
+use crate::{
+    code::CloseCode,
+    error::Error,
+    waiters::{WaitKey, Waiters},
+};
 
 /// A WebSocket seen as whole messages: [`read`](Self::read) the next Text or Binary message,
 /// [`write`](Self::write) one, [`ping`](Self::ping) to measure the round trip,
@@ -51,12 +55,17 @@ pub struct MessageSocket {
     shared: Arc<Shared>,
 }
 
+/// The WebSocket has a single waker per direction, but several tasks share one socket (one
+/// reading, one pinging, one writing) and whichever of them polls it may be dropped (a cancelled
+/// ping) while the others still wait. So, as for [`Connection`](crate::Connection), the socket is
+/// always polled with the connection-wide waker of [`Waiters`], which wakes every waiting call;
+/// each re-checks its own condition under the lock.
 struct Shared {
     driver: Mutex<Driver>,
-    /// The tasks waiting on the socket.
-    wakers: Arc<WakerSet>,
-    /// The waker the socket is polled with: it wakes every task in `wakers`.
-    waker: Waker,
+    /// The calls waiting on the socket, each under its own [`WaitKey::Connection`] key.
+    waiters: Arc<Waiters>,
+    /// The waker the socket is polled with: it wakes every call in `waiters`.
+    socket_waker: Waker,
     config: MessageConfig,
 }
 
@@ -67,12 +76,12 @@ impl MessageSocket {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let wakers = Arc::<WakerSet>::default();
+        let waiters = Arc::<Waiters>::default();
         Self {
             shared: Arc::new(Shared {
                 driver: Mutex::new(Driver::new(ws, config.max_buffered)),
-                waker: Waker::from(wakers.clone()),
-                wakers,
+                socket_waker: Waker::from(waiters.clone()),
+                waiters,
                 config,
             }),
         }
@@ -89,7 +98,8 @@ impl MessageSocket {
     ///
     /// Cancel-safe: a message is never lost when the future is dropped.
     pub async fn read(&self) -> Result<DataMessage, Error> {
-        poll_fn(|cx| self.drive(cx, Driver::poll_read)).await
+        let call = self.waiting();
+        poll_fn(|cx| call.drive(cx, Driver::poll_read)).await
     }
 
     /// Sends a message and flushes it.
@@ -99,8 +109,9 @@ impl MessageSocket {
     /// peer closed it or it failed.
     pub async fn write(&self, message: impl Into<DataMessage>) -> Result<(), Error> {
         let mut message = Some(Message::from(message.into()));
+        let call = self.waiting();
         poll_fn(|cx| {
-            self.drive(cx, |driver, cx| {
+            call.drive(cx, |driver, cx| {
                 std::task::ready!(driver.poll_send(cx, &mut message))?;
                 driver.poll_flush(cx)
             })
@@ -122,10 +133,11 @@ impl MessageSocket {
     pub async fn ping(&self) -> Result<Duration, Error> {
         let (id, ping) = self.lock_driver().new_ping()?;
         let _forget = ForgetPing { socket: self, id };
+        let call = self.waiting();
         let exchange = async move {
             let mut ping = Some(ping);
             let sent = poll_fn(|cx| {
-                self.drive(cx, |driver, cx| {
+                call.drive(cx, |driver, cx| {
                     std::task::ready!(driver.poll_send(cx, &mut ping))?;
                     std::task::ready!(driver.poll_flush(cx))?;
                     Poll::Ready(Ok::<_, Error>(Instant::now()))
@@ -133,7 +145,7 @@ impl MessageSocket {
             })
             .await?;
             let arrived =
-                poll_fn(|cx| self.drive(cx, |driver, cx| driver.poll_pong(cx, id))).await?;
+                poll_fn(|cx| call.drive(cx, |driver, cx| driver.poll_pong(cx, id))).await?;
             Ok(arrived.saturating_duration_since(sent))
         };
         let timeout = self.shared.config.ping_timeout;
@@ -162,7 +174,8 @@ impl MessageSocket {
     pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
         let frame = code.application_frame(reason)?;
         self.lock_driver().start_close(frame)?;
-        let sent = poll_fn(|cx| self.drive(cx, Driver::poll_close_sent));
+        let call = self.waiting();
+        let sent = poll_fn(|cx| call.drive(cx, Driver::poll_close_sent));
         let timeout = self.shared.config.close_timeout;
         match select(pin!(sent), Delay::new(timeout)).await {
             Either::Left((result, _)) => result,
@@ -173,26 +186,48 @@ impl MessageSocket {
     }
 
     fn lock_driver(&self) -> MutexGuard<'_, Driver> {
-        self.shared
-            .driver
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.lock_driver()
     }
 
+    /// A call that is about to wait on the socket.
+    fn waiting(&self) -> Waiting<'_> {
+        Waiting {
+            shared: &self.shared,
+            key: WaitKey::Connection(self.shared.waiters.next_key()),
+        }
+    }
+}
+
+/// One call (`read`, `write`, `ping`, `close`) waiting on the socket under its own key; forgotten
+/// when the call ends or is dropped.
+struct Waiting<'a> {
+    shared: &'a Shared,
+    key: WaitKey,
+}
+
+impl Waiting<'_> {
     /// Registers the calling task and runs `f` on the driver with the context to poll the socket
-    /// with: its waker wakes every registered task (see [`WakerSet`]).
+    /// with: its waker wakes every registered call. Registering *before* polling means a wake-up
+    /// cannot fall between "the socket had nothing" and "I registered".
     fn drive<T>(&self, cx: &Context<'_>, f: impl FnOnce(&mut Driver, &mut Context<'_>) -> T) -> T {
-        self.shared.wakers.register(cx.waker());
-        let mut socket_cx = Context::from_waker(&self.shared.waker);
+        let waiters = &self.shared.waiters;
+        waiters.register(self.key, cx.waker());
+        let mut socket_cx = Context::from_waker(&self.shared.socket_waker);
         let (result, news) = {
-            let mut driver = self.lock_driver();
+            let mut driver = self.shared.lock_driver();
             let result = f(&mut driver, &mut socket_cx);
             (result, driver.take_news())
         };
         if news {
-            self.shared.wakers.wake_others(cx.waker());
+            waiters.wake_matching(|key| *key != self.key);
         }
         result
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.shared.waiters.unregister(self.key);
     }
 }
 
@@ -205,6 +240,14 @@ struct ForgetPing<'a> {
 impl Drop for ForgetPing<'_> {
     fn drop(&mut self) {
         self.socket.lock_driver().forget_ping(self.id);
+    }
+}
+
+impl Shared {
+    fn lock_driver(&self) -> MutexGuard<'_, Driver> {
+        self.driver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
