@@ -1,6 +1,9 @@
 //! Limits and sizes of a multiplexed [`Connection`](crate::Connection).
 
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::{
+    num::{NonZeroU32, NonZeroUsize},
+    time::Duration,
+};
 
 use crate::proto::message::MAX_HEADER_LEN;
 
@@ -42,6 +45,22 @@ pub struct Config {
     /// `None` (the default) means the largest valid DATA message: the window plus the header.
     pub max_message_size: Option<NonZeroUsize>,
 
+    /// Send a WebSocket Ping when nothing has been heard from the peer for this long (a busy
+    /// connection never pings). Off (`None`) by default, as in the peer library. Pings go out while
+    /// something waits on the connection or [`Connection::run`](crate::Connection::run) drives it.
+    pub keep_alive_interval: Option<Duration>,
+
+    /// Close the connection with 1001 ("idle timeout") when nothing has been heard from the peer
+    /// for this long; combine with `keep_alive_interval` so that a live peer's Pongs count. Off by
+    /// default. Streams then fail with [`Error::ConnectionClosed`](crate::Error::ConnectionClosed)
+    /// carrying 1001.
+    pub idle_timeout: Option<Duration>,
+
+    /// How long the closing handshake may take once a Close frame was sent or received (a client
+    /// also waits for the server to close TCP). When it runs out the connection is dropped, as if
+    /// the peer had closed TCP. Default 10 s; `None` waits for ever.
+    pub close_timeout: Option<Duration>,
+
     /// Events kept for observers that do not keep up (see [`WsEvent`](crate::WsEvent)); beyond
     /// this the oldest are dropped. Default 1024.
     pub event_queue: NonZeroUsize,
@@ -70,6 +89,9 @@ impl Default for Config {
             send_buffer: nz(256 * 1024),
             max_streams: nz(1024),
             max_message_size: None,
+            keep_alive_interval: None,
+            idle_timeout: None,
+            close_timeout: Some(Duration::from_secs(10)),
             event_queue: nz(1024),
         }
     }

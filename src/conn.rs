@@ -109,7 +109,9 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let transport = Transport::new(ws, config.max_message_size(), config.event_queue.get());
+        let mut transport = Transport::new(ws, config.max_message_size(), config.event_queue.get());
+        transport.set_keep_alive(config.keep_alive_interval, config.idle_timeout);
+        transport.set_close_timeout(config.close_timeout);
         let waiters = Arc::new(Waiters::default());
         let shared = Shared {
             inner: Mutex::new(Inner {

@@ -10,6 +10,7 @@ mod error;
 mod event;
 pub mod handshake;
 mod io;
+mod keepalive;
 mod messages;
 pub mod proto;
 mod stream;

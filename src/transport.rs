@@ -30,6 +30,7 @@ use crate::{
     code::CloseCode,
     error::Error,
     event::{EventSink, WsEvent},
+    keepalive::{KeepAlive, KeepAliveAction},
     proto::ProtoError,
 };
 
@@ -85,6 +86,8 @@ pub(crate) struct Transport {
     close_timeout: Option<Duration>,
     /// Armed when the closing handshake starts, if there is a `close_timeout`.
     close_timer: Option<Delay>,
+    /// Pings after a quiet interval and closes with 1001 after an idle timeout; off by default.
+    keep_alive: Option<KeepAlive>,
     /// Every task waiting for the socket to take more bytes; see [`WriteWaiters`].
     write_waiters: Arc<WriteWaiters>,
     /// The waker handed to the socket for its write side: wakes all of `write_waiters`.
@@ -116,6 +119,7 @@ impl Transport {
             state: State::Open,
             close_timeout: None,
             close_timer: None,
+            keep_alive: None,
             write_waiters: Arc::clone(&write_waiters),
             write_waker: futures::task::waker(write_waiters),
             max_message_size,
@@ -124,6 +128,41 @@ impl Transport {
             message_mode: false,
             events: EventSink::new(event_limit),
         }
+    }
+
+    /// Keep-alive: a Ping after `interval` without hearing from the peer, and a close with 1001
+    /// ("idle timeout") after `idle_timeout` without hearing from it. Both off when `None`.
+    pub(crate) fn set_keep_alive(
+        &mut self,
+        interval: Option<Duration>,
+        idle_timeout: Option<Duration>,
+    ) {
+        self.keep_alive = KeepAlive::new(interval, idle_timeout);
+    }
+
+    /// Sends a Ping or closes for idleness when the keep-alive timer says so. Returns whether it
+    /// did anything (then the caller polls again).
+    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        let Some(action) = self.keep_alive.as_mut().and_then(|ka| ka.poll(cx)) else {
+            return false;
+        };
+        match action {
+            KeepAliveAction::Ping => {
+                // A failure here ends the connection through `on_ws_error`, seen on the next poll.
+                let _ = self.send_message(Message::Ping(Bytes::new()));
+                self.flush_quietly(cx);
+            }
+            KeepAliveAction::IdleTimeout => {
+                let frame = CloseCode::GOING_AWAY
+                    .frame("idle timeout")
+                    .expect("a short reason");
+                let _ = self.start_close(frame);
+            }
+        }
+        true
     }
 
     /// Bounds the closing handshake: once a Close frame was sent or received, the connection is
@@ -241,13 +280,16 @@ impl Transport {
                     // Replies to pings and closes are queued inside tungstenite; make sure they
                     // leave before we sleep.
                     self.flush_quietly(cx);
-                    if self.poll_close_timer(cx).is_ready() {
+                    if self.poll_close_timer(cx).is_ready() || self.poll_keep_alive(cx) {
                         continue;
                     }
                     return Poll::Pending;
                 }
                 Poll::Ready(next) => next,
             };
+            if let (Some(Ok(_)), Some(keep_alive)) = (&next, self.keep_alive.as_mut()) {
+                keep_alive.heard();
+            }
             match next {
                 Some(Ok(Message::Binary(data))) => {
                     if let Some(data) = self.accept_data(data.len(), Incoming::Binary(data)) {

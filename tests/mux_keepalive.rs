@@ -1,0 +1,96 @@
+//! Keep-alive: Pings after a quiet interval, a close with 1001 after an idle timeout, and a live
+//! peer (answering Pings) that is never timed out.
+
+mod common;
+
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::Message;
+use common::{within, ws_pair};
+use futures::StreamExt;
+use pharos::Observable;
+use ws_stream_mux::{CloseCode, Config, Connection, Error, WsEvent};
+
+fn config(interval: Option<u64>, idle: Option<u64>) -> Config {
+    Config {
+        keep_alive_interval: interval.map(Duration::from_millis),
+        idle_timeout: idle.map(Duration::from_millis),
+        ..Config::default()
+    }
+}
+
+#[async_std::test]
+async fn quiet_connection_is_pinged_and_pongs_are_observed() {
+    within("pings", async {
+        let (mut raw, server_ws) = ws_pair().await;
+        let mut server = Connection::server(server_ws, config(Some(30), None));
+        let mut events = server.observe(Default::default()).await.unwrap();
+        let driver = async_std::task::spawn(server.run());
+        // The raw client reads (and so answers every Ping with a Pong).
+        let mut pings = 0;
+        while pings < 3 {
+            match raw.next().await.expect("open").expect("message") {
+                Message::Ping(_) => pings += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let mut pongs = 0;
+        while pongs < 2 {
+            if let WsEvent::Pong(_) = events.next().await.expect("events") {
+                pongs += 1;
+            }
+        }
+        raw.close(None).await.unwrap();
+        while raw.next().await.is_some() {}
+        driver.await.expect("closed with a Close frame");
+    })
+    .await;
+}
+
+#[async_std::test]
+async fn silent_peer_is_closed_with_1001_after_the_idle_timeout() {
+    within("idle timeout", async {
+        let (mut raw, server_ws) = ws_pair().await;
+        let server = Connection::server(server_ws, config(None, Some(150)));
+        // The raw client neither sends nor reads until the server gave up on it.
+        let err = server.accept().await.unwrap_err();
+        match &err {
+            Error::ConnectionClosed { code, reason } => {
+                assert_eq!(
+                    (*code, reason.as_str()),
+                    (CloseCode::GOING_AWAY, "idle timeout")
+                )
+            }
+            other => panic!("expected a 1001 close, got {other:?}"),
+        }
+        match raw.next().await.expect("close frame").expect("message") {
+            Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
+            other => panic!("expected a Close frame, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[async_std::test]
+async fn peer_answering_pings_outlives_the_idle_timeout() {
+    within("live peer", async {
+        let (mut raw, server_ws) = ws_pair().await;
+        // Pinged every 40 ms, timed out after 600 ms of silence: 25 pings span a second, well
+        // past the timeout, and the peer's Pongs must keep the connection open all along.
+        let server = Connection::server(server_ws, config(Some(40), Some(600)));
+        let driver = async_std::task::spawn(server.run());
+        let mut pings = 0;
+        while pings < 25 {
+            match raw.next().await.expect("open").expect("message") {
+                Message::Ping(_) => pings += 1,
+                other => panic!("connection not kept alive: {other:?}"),
+            }
+        }
+        raw.close(None).await.unwrap();
+        while raw.next().await.is_some() {}
+        driver
+            .await
+            .expect("closed by the peer, not by the idle timeout");
+    })
+    .await;
+}
