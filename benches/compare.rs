@@ -36,8 +36,8 @@ struct Plan {
     idle_streams: usize,
     /// Safety net per measurement: a hang fails loudly instead of running for ever.
     limit: Duration,
-    /// Only the measurements whose name contains this (`--only TEXT` or `WS_BENCH_ONLY`), for
-    /// profiling one of them.
+    /// Only the measurements whose name contains this (`--only TEXT` or `WS_BENCH_ONLY`; several
+    /// alternatives separated by `|`), for profiling one of them.
     only: Option<String>,
 }
 
@@ -47,7 +47,9 @@ const GIB: u64 = 1024 * MIB;
 
 impl Plan {
     fn wants(&self, what: &str) -> bool {
-        self.only.as_deref().is_none_or(|only| what.contains(only))
+        self.only
+            .as_deref()
+            .is_none_or(|only| only.split('|').any(|part| what.contains(part)))
     }
 
     fn new(quick: bool) -> Self {
@@ -93,6 +95,14 @@ fn main() {
         // `cargo test --benches` runs this without `--bench`: a smoke run there.
         || !args.iter().any(|a| a == "--bench");
     let mut plan = Plan::new(quick);
+    // For iterating on one change: a smaller bulk size than the full run's.
+    if let Some(mib) = std::env::var("WS_BENCH_BULK_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        plan.bulk_total = mib * MIB;
+        plan.many_per_stream = (mib * MIB / 16).max(MIB);
+    }
     plan.only = args
         .iter()
         .position(|a| a == "--only")
