@@ -268,10 +268,14 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs `op` on a freshly driven connection. If it must wait, the task sleeps under `key`
-    /// and is woken by the socket or by the event `op` waits for.
+    /// Runs `op`; if it must wait, drives the connection and tries again. If it still must wait,
+    /// the task sleeps under `key` and is woken by the socket or by the event `op` waits for.
     ///
-    /// `op` must only have effects when it returns `Ready`: it may run twice.
+    /// An `op` that can complete at once (data already buffered, credit and buffer room left)
+    /// does not touch the socket's read side: only waiting must drive, and a poll of a socket
+    /// that has nothing is not free. What `op` queued (data, a FIN, an ACK) is sent at once.
+    ///
+    /// `op` must only have effects when it returns `Ready`: it may run several times.
     pub(crate) fn poll_op<T>(
         &self,
         cx: &mut Context<'_>,
@@ -279,19 +283,24 @@ impl Shared {
         mut op: impl FnMut(&mut Inner) -> Poll<T>,
     ) -> Poll<T> {
         let mut inner = self.lock();
+        let outcome = op(&mut inner);
+        if outcome.is_ready() {
+            inner.send_queued(&self.socket_waker, &self.waiters);
+            return outcome;
+        }
         for _ in 0..MAX_DRIVE_RETRIES {
             let epoch = self.waiters.epoch();
             inner.drive(&self.socket_waker, &self.waiters);
             let outcome = op(&mut inner);
             if inner.mux.has_transmit() {
-                // Send what `op` queued (data, a FIN, an ACK) now rather than on the next poll.
-                inner.drive(&self.socket_waker, &self.waiters);
+                // Send what `op` queued now rather than on the next poll.
+                inner.send_queued(&self.socket_waker, &self.waiters);
             }
             if outcome.is_ready() {
                 return outcome;
             }
             self.waiters.register(key, cx.waker());
-            // The second drive may have made `op` ready, waking a key we had not registered yet.
+            // Sending may have made `op` ready, waking a key we had not registered yet.
             let outcome = op(&mut inner);
             if outcome.is_ready() {
                 self.waiters.unregister(key);
@@ -328,6 +337,13 @@ impl Inner {
     fn drive(&mut self, socket_waker: &Waker, waiters: &Waiters) {
         let mut cx = Context::from_waker(socket_waker);
         self.receive(&mut cx);
+        self.send_queued(socket_waker, waiters);
+    }
+
+    /// Sends what is queued, publishes events and wakes the handles concerned; does not read the
+    /// socket.
+    fn send_queued(&mut self, socket_waker: &Waker, waiters: &Waiters) {
+        let mut cx = Context::from_waker(socket_waker);
         self.transmit(&mut cx);
         self.transport.events.poll_deliver(&mut cx);
         for wake in self.mux.take_wakes() {
