@@ -134,15 +134,46 @@ fn block_on<T>(plan: &Plan, what: &str, fut: impl std::future::Future<Output = T
     })
 }
 
-fn rounds(plan: &Plan, count: usize, what: &str, mut round: impl FnMut() -> Sample) -> Sample {
-    let samples: Vec<Sample> = (0..count).map(|_| round()).collect();
-    let m = measure::median(&samples);
-    eprintln!(
-        "  {what}: {:.3} s (median of {count})",
-        m.wall.as_secs_f64()
-    );
-    let _ = plan;
-    m
+/// Runs `round` for every wanted contender, round after round: A, B, C, then A, B, C again.
+/// On a shared machine whose speed drifts, interleaving spreads a slow phase over every
+/// contender instead of penalising whichever happened to run during it.
+fn interleaved<R>(
+    plan: &Plan,
+    rounds: usize,
+    contenders: &[Contender],
+    name: impl Fn(Contender) -> String,
+    mut round: impl FnMut(Contender, &str) -> R,
+) -> Vec<(Contender, Vec<R>)> {
+    let wanted: Vec<(Contender, String)> = contenders
+        .iter()
+        .map(|&c| (c, name(c)))
+        .filter(|(_, what)| plan.wants(what))
+        .collect();
+    let mut results: Vec<(Contender, Vec<R>)> =
+        wanted.iter().map(|(c, _)| (*c, Vec::new())).collect();
+    for _ in 0..rounds {
+        for ((contender, what), (_, samples)) in wanted.iter().zip(results.iter_mut()) {
+            samples.push(round(*contender, what));
+        }
+    }
+    results
+}
+
+/// The median of each contender's rounds, logged.
+fn medians(label: &str, results: Vec<(Contender, Vec<Sample>)>) -> Vec<(Contender, Sample)> {
+    results
+        .into_iter()
+        .map(|(c, samples)| {
+            let m = measure::median(&samples);
+            eprintln!(
+                "  {label}, {}: {:.3} s (median of {})",
+                c.name(),
+                m.wall.as_secs_f64(),
+                samples.len()
+            );
+            (c, m)
+        })
+        .collect()
 }
 
 fn mib_per_s(bytes: u64, s: Sample) -> f64 {
@@ -155,21 +186,15 @@ fn cpu_per_gib(bytes: u64, s: Sample) -> f64 {
 
 fn run_bulk(plan: &Plan, report: &mut Report) {
     for write_size in [64 * KIB as usize, KIB as usize] {
-        let mut rows = Vec::new();
-        for contender in Contender::ALL {
-            let what = format!("bulk {} B writes, {}", write_size, contender.name());
-            if !plan.wants(&what) {
-                continue;
-            }
-            let m = rounds(plan, plan.rounds, &what, || {
-                block_on(
-                    plan,
-                    &what,
-                    bulk::round(contender, plan.bulk_total, write_size),
-                )
-            });
-            rows.push((contender, m));
-        }
+        let label = format!("bulk {write_size} B writes");
+        let results = interleaved(
+            plan,
+            plan.rounds,
+            &Contender::ALL,
+            |c| format!("{label}, {}", c.name()),
+            |c, what| block_on(plan, what, bulk::round(c, plan.bulk_total, write_size)),
+        );
+        let rows = medians(&label, results);
         report.throughput_table(
             &format!(
                 "Bulk, one direction, {} writes, 64 KiB read buffer ({} per round, median of {} rounds, async-std)",
@@ -186,25 +211,25 @@ fn run_bulk(plan: &Plan, report: &mut Report) {
 
 fn run_many(plan: &Plan, report: &mut Report) {
     let total = plan.many_per_stream * plan.many_streams as u64;
-    let mut rows = Vec::new();
-    for contender in [
-        Contender::RawTcp,
-        Contender::YamuxOverWst,
-        Contender::OursStream,
-    ] {
-        let what = format!("{} streams, {}", plan.many_streams, contender.name());
-        if !plan.wants(&what) {
-            continue;
-        }
-        let m = rounds(plan, plan.many_rounds, &what, || {
+    let label = format!("{} streams", plan.many_streams);
+    let results = interleaved(
+        plan,
+        plan.many_rounds,
+        &[
+            Contender::RawTcp,
+            Contender::YamuxOverWst,
+            Contender::OursStream,
+        ],
+        |c| format!("{label}, {}", c.name()),
+        |c, what| {
             block_on(
                 plan,
-                &what,
-                bulk::many_round(contender, plan.many_streams, plan.many_per_stream),
+                what,
+                bulk::many_round(c, plan.many_streams, plan.many_per_stream),
             )
-        });
-        rows.push((contender, m));
-    }
+        },
+    );
+    let rows = medians(&label, results);
     let mut named: Vec<(String, Sample)> = rows
         .iter()
         .map(|(c, m)| {
@@ -230,23 +255,31 @@ fn run_many(plan: &Plan, report: &mut Report) {
 }
 
 fn run_rtt(plan: &Plan, report: &mut Report) {
+    const ROUNDS: usize = 5;
+    let per_round = plan.round_trips.div_ceil(ROUNDS);
+    let results = interleaved(
+        plan,
+        ROUNDS,
+        &Contender::ALL,
+        |c| format!("64 B round trips, {}", c.name()),
+        |c, what| block_on(plan, what, rtt::round_trips(c, per_round)),
+    );
     let mut rows = Vec::new();
-    for contender in Contender::ALL {
-        let what = format!("64 B round trips, {}", contender.name());
-        if !plan.wants(&what) {
-            continue;
-        }
-        let mut lat = block_on(plan, &what, rtt::round_trips(contender, plan.round_trips));
+    for (contender, rounds) in results {
+        let mut lat: Vec<Duration> = rounds.into_iter().flatten().collect();
         let median = measure::percentile(&mut lat, 50.0);
         let p99 = measure::percentile(&mut lat, 99.0);
-        eprintln!("  {what}: median {median:?}, p99 {p99:?}");
+        eprintln!(
+            "  64 B round trips, {}: median {median:?}, p99 {p99:?}",
+            contender.name()
+        );
         rows.push((contender, median, p99));
     }
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "\n### 64-byte request/response round trips ({} sequential, async-std)\n",
-        plan.round_trips
+        "\n### 64-byte request/response round trips ({} sequential, in {ROUNDS} interleaved rounds, async-std)\n",
+        per_round * ROUNDS
     );
     let _ = writeln!(t, "| contender | median µs | p99 µs |");
     let _ = writeln!(t, "|---|---:|---:|");
@@ -264,17 +297,17 @@ fn run_rtt(plan: &Plan, report: &mut Report) {
 }
 
 fn run_opens(plan: &Plan, report: &mut Report) {
-    let mut rows = Vec::new();
-    for contender in [Contender::YamuxOverWst, Contender::OursStream] {
-        let what = format!("open/echo/close, {}", contender.name());
-        if !plan.wants(&what) {
-            continue;
-        }
-        let m = rounds(plan, 3, &what, || {
-            block_on(plan, &what, streams::open_echo_close(contender, plan.opens))
-        });
-        rows.push((contender, plan.opens as f64 / m.wall.as_secs_f64()));
-    }
+    let results = interleaved(
+        plan,
+        3,
+        &[Contender::YamuxOverWst, Contender::OursStream],
+        |c| format!("open/echo/close, {}", c.name()),
+        |c, what| block_on(plan, what, streams::open_echo_close(c, plan.opens)),
+    );
+    let rows: Vec<(Contender, f64)> = medians("open/echo/close", results)
+        .into_iter()
+        .map(|(c, m)| (c, plan.opens as f64 / m.wall.as_secs_f64()))
+        .collect();
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -381,28 +414,27 @@ fn run_tokio(plan: &Plan, report: &mut Report) {
         .build()
         .expect("tokio runtime");
     let write_size = 64 * KIB as usize;
-    let mut rows = Vec::new();
-    for contender in [
-        Contender::RawTungstenite,
-        Contender::OursWsIo,
-        Contender::OursStream,
-    ] {
-        let what = format!("tokio bulk, {}", contender.name());
-        if !plan.wants(&what) {
-            continue;
-        }
-        let m = rounds(plan, plan.rounds, &what, || {
+    let results = interleaved(
+        plan,
+        plan.rounds,
+        &[
+            Contender::RawTungstenite,
+            Contender::OursWsIo,
+            Contender::OursStream,
+        ],
+        |c| format!("tokio bulk, {}", c.name()),
+        |c, what| {
             runtime.block_on(async {
                 tokio::time::timeout(
                     plan.limit,
-                    bulk::tokio_round(contender, plan.bulk_total, write_size),
+                    bulk::tokio_round(c, plan.bulk_total, write_size),
                 )
                 .await
                 .unwrap_or_else(|_| panic!("{what}: hang"))
             })
-        });
-        rows.push((contender, m));
-    }
+        },
+    );
+    let rows = medians("tokio bulk", results);
     // The same contenders on async-std, from the bulk table.
     let async_std_rows: Vec<(Contender, Sample)> = report
         .bulk
