@@ -85,6 +85,11 @@ pub(crate) struct Inner {
     pub(crate) mux: Mux,
     /// A Close frame to send once the data written before `close` has left.
     close_request: Option<CloseFrame>,
+    /// The waiters' epoch when the socket's read side last had nothing (`Pending`). Until a
+    /// socket wake-up changes the epoch, polling it again would find nothing either, and such a
+    /// poll is not free: tungstenite zeroes its read buffer (128 KiB by default) before the read
+    /// that fails with `EWOULDBLOCK`. The waker registered by that `Pending` poll stays armed.
+    recv_parked_at: Option<u64>,
 }
 
 impl Connection {
@@ -116,6 +121,7 @@ impl Connection {
                 transport,
                 mux: Mux::new(side, config),
                 close_request: None,
+                recv_parked_at: None,
             }),
             socket_waker: Waker::from(waiters.clone()),
             waiters,
@@ -336,7 +342,7 @@ impl Inner {
     /// One pass over the socket: receive, send, publish, wake.
     fn drive(&mut self, socket_waker: &Waker, waiters: &Waiters) {
         let mut cx = Context::from_waker(socket_waker);
-        self.receive(&mut cx);
+        self.receive(&mut cx, waiters);
         self.send_queued(socket_waker, waiters);
     }
 
@@ -360,14 +366,27 @@ impl Inner {
         }
     }
 
-    fn receive(&mut self, cx: &mut Context<'_>) {
+    fn receive(&mut self, cx: &mut Context<'_>, waiters: &Waiters) {
+        let parked = self
+            .recv_parked_at
+            .is_some_and(|epoch| epoch == waiters.epoch());
+        if !parked {
+            self.recv_parked_at = None;
+            self.receive_messages(cx, waiters);
+        }
+        self.settle_close();
+    }
+
+    fn receive_messages(&mut self, cx: &mut Context<'_>, waiters: &Waiters) {
         let mut budget = RECEIVE_BUDGET;
         loop {
             if budget == 0 {
                 // More may be waiting; let other tasks run, then continue.
                 cx.waker().wake_by_ref();
-                break;
+                return;
             }
+            // Read before the poll: a wake-up during it must make the next drive poll again.
+            let epoch = waiters.epoch();
             match self.transport.poll_recv(cx) {
                 Poll::Ready(Ok(msg)) => {
                     budget -= 1;
@@ -376,10 +395,13 @@ impl Inner {
                     }
                     self.forward_events();
                 }
-                Poll::Ready(Err(_)) | Poll::Pending => break,
+                Poll::Pending => {
+                    self.recv_parked_at = Some(epoch);
+                    return;
+                }
+                Poll::Ready(Err(_)) => return,
             }
         }
-        self.settle_close();
     }
 
     fn transmit(&mut self, cx: &mut Context<'_>) {
