@@ -15,7 +15,7 @@ use crate::{
     config::Config,
     error::Error,
     event::WsEvent,
-    proto::{Mux, Side, Wake},
+    proto::{Mux, Side, StreamId, Wake},
     stream::WsStream,
     transport::Transport,
     waiters::{WaitKey, Waiters},
@@ -294,9 +294,14 @@ impl Shared {
             inner.send_queued(&self.socket_waker, &self.waiters);
             return outcome;
         }
+        // A read stops receiving once its stream has data (see `receive_messages`).
+        let until = match key {
+            WaitKey::Read(id) => Some(id),
+            _ => None,
+        };
         for _ in 0..MAX_DRIVE_RETRIES {
             let epoch = self.waiters.epoch();
-            inner.drive(&self.socket_waker, &self.waiters);
+            inner.drive_until(&self.socket_waker, &self.waiters, until);
             let outcome = op(&mut inner);
             if inner.mux.has_transmit() {
                 // Send what `op` queued now rather than on the next poll.
@@ -341,8 +346,13 @@ impl Inner {
 
     /// One pass over the socket: receive, send, publish, wake.
     fn drive(&mut self, socket_waker: &Waker, waiters: &Waiters) {
+        self.drive_until(socket_waker, waiters, None);
+    }
+
+    /// A pass over the socket that stops receiving once stream `until` has something to read.
+    fn drive_until(&mut self, socket_waker: &Waker, waiters: &Waiters, until: Option<StreamId>) {
         let mut cx = Context::from_waker(socket_waker);
-        self.receive(&mut cx, waiters);
+        self.receive(&mut cx, waiters, until);
         self.send_queued(socket_waker, waiters);
     }
 
@@ -366,18 +376,23 @@ impl Inner {
         }
     }
 
-    fn receive(&mut self, cx: &mut Context<'_>, waiters: &Waiters) {
+    fn receive(&mut self, cx: &mut Context<'_>, waiters: &Waiters, until: Option<StreamId>) {
         let parked = self
             .recv_parked_at
             .is_some_and(|epoch| epoch == waiters.epoch());
         if !parked {
             self.recv_parked_at = None;
-            self.receive_messages(cx, waiters);
+            self.receive_messages(cx, waiters, until);
         }
         self.settle_close();
     }
 
-    fn receive_messages(&mut self, cx: &mut Context<'_>, waiters: &Waiters) {
+    fn receive_messages(
+        &mut self,
+        cx: &mut Context<'_>,
+        waiters: &Waiters,
+        until: Option<StreamId>,
+    ) {
         let mut budget = RECEIVE_BUDGET;
         loop {
             if budget == 0 {
@@ -393,7 +408,21 @@ impl Inner {
                     if let Err(violation) = self.mux.handle_message(&msg) {
                         self.transport.fail(violation);
                     }
+                    // A DATA payload is a slice of tungstenite's read buffer: ours goes now.
+                    drop(msg);
                     self.forward_events();
+                    if until.is_some_and(|id| self.mux.readable(id)) {
+                        // The reader that drives has data: stop rather than pull all the socket
+                        // holds. Payloads waiting in streams pin tungstenite's read buffer, which
+                        // then allocates a fresh one for every read (page faults, a memset of
+                        // fresh pages, the partial frame copied over): a third of a bulk
+                        // reader's time. What is left is not signalled by the socket again, so
+                        // the tasks asleep on it are woken to drive on.
+                        if waiters.has_sleepers() {
+                            cx.waker().wake_by_ref();
+                        }
+                        return;
+                    }
                 }
                 Poll::Pending => {
                     self.recv_parked_at = Some(epoch);
