@@ -2,7 +2,7 @@
 
 use std::{
     future::Future,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::Arc,
     task::{Context, Poll, Waker},
 };
 
@@ -13,6 +13,7 @@ use pharos::{Observable, Observe, ObserveConfig, PharErr};
 use crate::{
     code::CloseCode,
     config::Config,
+    conn_lock::{ConnGuard, ConnLock},
     error::Error,
     event::WsEvent,
     proto::{Mux, Side, StreamId, Wake},
@@ -73,7 +74,7 @@ pub struct Connection {
 
 /// What the handles share.
 pub(crate) struct Shared {
-    inner: Mutex<Inner>,
+    inner: ConnLock<Inner>,
     waiters: Arc<Waiters>,
     /// The waker the socket is polled with: it wakes every sleeping handle.
     socket_waker: Waker,
@@ -117,7 +118,7 @@ impl Connection {
         let transport = Transport::new(ws, config.max_message_size(), config.event_queue.get());
         let waiters = Arc::new(Waiters::default());
         let shared = Shared {
-            inner: Mutex::new(Inner {
+            inner: ConnLock::new(Inner {
                 transport,
                 mux: Mux::new(side, config),
                 close_request: None,
@@ -267,11 +268,8 @@ impl Observable<WsEvent> for Connection {
 }
 
 impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock is a bug; the state is still the best we have.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn lock(&self) -> ConnGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Runs `op`; if it must wait, drives the connection and tries again. If it still must wait,
@@ -288,7 +286,10 @@ impl Shared {
         key: WaitKey,
         mut op: impl FnMut(&mut Inner) -> Poll<T>,
     ) -> Poll<T> {
-        let mut inner = self.lock();
+        // A busy lock parks the task, not the executor thread (see `conn_lock`).
+        let Some(mut inner) = self.inner.poll_lock(cx) else {
+            return Poll::Pending;
+        };
         let outcome = op(&mut inner);
         if outcome.is_ready() {
             inner.send_queued(&self.socket_waker, &self.waiters);

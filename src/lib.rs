@@ -11,6 +11,7 @@
 mod code;
 mod config;
 mod conn;
+mod conn_lock;
 mod error;
 mod event;
 mod io;
