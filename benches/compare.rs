@@ -297,30 +297,65 @@ fn run_rtt(plan: &Plan, report: &mut Report) {
 }
 
 fn run_opens(plan: &Plan, report: &mut Report) {
-    let results = interleaved(
+    const PARALLEL: usize = 16;
+    let contenders = [Contender::YamuxOverWst, Contender::OursStream];
+    let sequential = interleaved(
         plan,
         3,
-        &[Contender::YamuxOverWst, Contender::OursStream],
+        &contenders,
         |c| format!("open/echo/close, {}", c.name()),
         |c, what| block_on(plan, what, streams::open_echo_close(c, plan.opens)),
     );
-    let rows: Vec<(Contender, f64)> = medians("open/echo/close", results)
-        .into_iter()
-        .map(|(c, m)| (c, plan.opens as f64 / m.wall.as_secs_f64()))
-        .collect();
+    let parallel = interleaved(
+        plan,
+        3,
+        &contenders,
+        |c| format!("open/echo/close {PARALLEL} at a time, {}", c.name()),
+        |c, what| {
+            block_on(
+                plan,
+                what,
+                streams::open_echo_close_parallel(c, plan.opens, PARALLEL),
+            )
+        },
+    );
+    let rate = |results| -> Vec<(Contender, f64)> {
+        medians("open/echo/close (sequential, then 16 at a time)", results)
+            .into_iter()
+            .map(|(c, m)| (c, plan.opens as f64 / m.wall.as_secs_f64()))
+            .collect()
+    };
+    let (sequential, parallel) = (rate(sequential), rate(parallel));
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "\n### Stream open + 1-byte echo + close both ways ({} streams one after another, median of 3 rounds, async-std)\n",
+        "\n### Stream open + 1-byte echo + close both ways ({} streams, median of 3 interleaved rounds, async-std)\n",
         plan.opens
     );
-    let _ = writeln!(t, "| contender | streams per second |");
-    let _ = writeln!(t, "|---|---:|");
-    for (c, rate) in &rows {
-        let _ = writeln!(t, "| {} | {:.0} |", c.name(), rate);
+    let _ = writeln!(
+        t,
+        "| contender | streams per second, one after another | {PARALLEL} at a time |"
+    );
+    let _ = writeln!(t, "|---|---:|---:|");
+    for c in contenders {
+        let find = |rows: &[(Contender, f64)]| {
+            rows.iter()
+                .find(|(r, _)| *r == c)
+                .map_or("-".to_owned(), |(_, v)| format!("{v:.0}"))
+        };
+        if sequential.iter().chain(&parallel).any(|(r, _)| *r == c) {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} |",
+                c.name(),
+                find(&sequential),
+                find(&parallel)
+            );
+        }
     }
     report.push(t);
-    report.opens = rows;
+    report.opens = sequential;
+    report.opens_parallel = parallel;
 }
 
 /// Runs the idle-streams measurement in a fresh process, so that memory the allocator kept from
@@ -518,6 +553,7 @@ struct Report {
     many: Option<(u64, Vec<(Contender, Sample)>)>,
     rtt: Vec<(Contender, Duration, Duration)>,
     opens: Vec<(Contender, f64)>,
+    opens_parallel: Vec<(Contender, f64)>,
     idle: Vec<(Contender, streams::IdleReport)>,
 }
 
@@ -680,7 +716,20 @@ impl Report {
         );
         if let Some((_, rate)) = self.opens.iter().find(|(c, _)| *c == Contender::OursStream) {
             line(
-                "stream open + echo + close per second",
+                "stream open + echo + close per second, one after another",
+                "≥ 10000",
+                *rate,
+                *rate >= 10_000.0,
+                "/s",
+            );
+        }
+        if let Some((_, rate)) = self
+            .opens_parallel
+            .iter()
+            .find(|(c, _)| *c == Contender::OursStream)
+        {
+            line(
+                "stream open + echo + close per second, 16 at a time",
                 "≥ 10000",
                 *rate,
                 *rate >= 10_000.0,

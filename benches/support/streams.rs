@@ -72,6 +72,79 @@ pub async fn open_echo_close(contender: Contender, count: usize) -> Sample {
     }
 }
 
+/// `count` streams through the same cycle, `parallel` at a time: the client runs `parallel`
+/// tasks one after another's streams, the server spawns a task per accepted stream.
+pub async fn open_echo_close_parallel(
+    contender: Contender,
+    count: usize,
+    parallel: usize,
+) -> Sample {
+    let per_task = count / parallel;
+    let count = per_task * parallel;
+    match contender {
+        Contender::OursStream => {
+            let (c, s) = net::ws_pair().await;
+            let client = Connection::client(c, mux_config(0));
+            let server = Connection::server(s, mux_config(0));
+            let accepting = server.clone();
+            let echo = async_std::task::spawn(async move {
+                let mut handlers = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let stream = accepting.accept().await.expect("accept");
+                    handlers.push(async_std::task::spawn(server_cycle(stream)));
+                }
+                futures::future::join_all(handlers).await;
+            });
+            let clock = Stopwatch::start();
+            let clients: Vec<_> = (0..parallel)
+                .map(|_| {
+                    let client = client.clone();
+                    async_std::task::spawn(async move {
+                        for _ in 0..per_task {
+                            client_cycle(client.open().await.expect("open")).await;
+                        }
+                    })
+                })
+                .collect();
+            futures::future::join_all(clients).await;
+            echo.await;
+            let sample = clock.stop();
+            drop((client, server));
+            sample
+        }
+        Contender::YamuxOverWst => {
+            let (client, mut server) = yamux_mux::pair(512).await;
+            let client = std::sync::Arc::new(client);
+            let echo = async_std::task::spawn(async move {
+                let mut handlers = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let stream = server.accept().await;
+                    handlers.push(async_std::task::spawn(server_cycle(stream)));
+                }
+                futures::future::join_all(handlers).await;
+                server
+            });
+            let clock = Stopwatch::start();
+            let clients: Vec<_> = (0..parallel)
+                .map(|_| {
+                    let client = client.clone();
+                    async_std::task::spawn(async move {
+                        for _ in 0..per_task {
+                            client_cycle(client.open().await).await;
+                        }
+                    })
+                })
+                .collect();
+            futures::future::join_all(clients).await;
+            let server = echo.await;
+            let sample = clock.stop();
+            drop((client, server));
+            sample
+        }
+        other => unreachable!("{other:?} has no streams"),
+    }
+}
+
 /// What the memory child process reports.
 #[derive(Debug, Clone, Copy)]
 pub struct IdleReport {
