@@ -546,10 +546,14 @@ fn size(bytes: u64) -> String {
     }
 }
 
+/// Each contender's median.
+type Rows = Vec<(Contender, Sample)>;
+
 /// Collects the tables and the numbers the targets are computed from.
 #[derive(Default)]
 struct Report {
-    bulk: Vec<(usize, u64, Vec<(Contender, Sample)>)>,
+    /// Per write size: bytes per round and each contender's median.
+    bulk: Vec<(usize, u64, Rows)>,
     many: Option<(u64, Vec<(Contender, Sample)>)>,
     rtt: Vec<(Contender, Duration, Duration)>,
     opens: Vec<(Contender, f64)>,
