@@ -3,7 +3,7 @@
 //! `WsStream`, many `WsStream`s), over real TCP on 127.0.0.1 with TCP_NODELAY.
 //!
 //! ```text
-//! cargo bench --bench compare               # full run (about 10 minutes on 2 cores)
+//! cargo bench --bench compare               # full run (about 5 minutes on 2 cores)
 //! WS_BENCH_QUICK=1 cargo bench --bench compare   # quick smoke run (well under a minute)
 //! cargo bench --bench compare -- --quick    # the same
 //! ```
@@ -593,10 +593,9 @@ impl Report {
             println!("\nQuick mode: sizes are scaled far down; the numbers are a smoke test, not a measurement.");
         } else {
             println!(
-                "\nBulk rounds move {} each ({} per contender and write size over {} rounds) to keep the \
-                 whole run near 10 minutes on 2 cores.",
+                "\nBulk rounds move {} each ({} rounds per contender and write size, interleaved: \
+                 A, B, C, A, B, C, ...); the whole run takes about 5 minutes on 2 cores.",
                 size(plan.bulk_total),
-                size(plan.bulk_total * plan.rounds as u64),
                 plan.rounds
             );
         }
