@@ -2,7 +2,7 @@
 
 use std::{
     future::Future,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::Arc,
     task::{Context, Poll, Waker},
 };
 
@@ -13,9 +13,10 @@ use pharos::{Observable, Observe, ObserveConfig, PharErr};
 use crate::{
     code::CloseCode,
     config::Config,
+    conn_lock::{ConnGuard, ConnLock},
     error::Error,
     event::WsEvent,
-    proto::{Mux, Side, Wake},
+    proto::{Mux, Side, StreamId, Wake},
     stream::WsStream,
     transport::Transport,
     waiters::{WaitKey, Waiters},
@@ -73,7 +74,7 @@ pub struct Connection {
 
 /// What the handles share.
 pub(crate) struct Shared {
-    inner: Mutex<Inner>,
+    inner: ConnLock<Inner>,
     waiters: Arc<Waiters>,
     /// The waker the socket is polled with: it wakes every sleeping handle.
     socket_waker: Waker,
@@ -85,6 +86,11 @@ pub(crate) struct Inner {
     pub(crate) mux: Mux,
     /// A Close frame to send once the data written before `close` has left.
     close_request: Option<CloseFrame>,
+    /// The waiters' epoch when the socket's read side last had nothing (`Pending`). Until a
+    /// socket wake-up changes the epoch, polling it again would find nothing either, and such a
+    /// poll is not free: tungstenite zeroes its read buffer (128 KiB by default) before the read
+    /// that fails with `EWOULDBLOCK`. The waker registered by that `Pending` poll stays armed.
+    recv_parked_at: Option<u64>,
 }
 
 impl Connection {
@@ -114,10 +120,11 @@ impl Connection {
         transport.set_close_timeout(config.close_timeout);
         let waiters = Arc::new(Waiters::default());
         let shared = Shared {
-            inner: Mutex::new(Inner {
+            inner: ConnLock::new(Inner {
                 transport,
                 mux: Mux::new(side, config),
                 close_request: None,
+                recv_parked_at: None,
             }),
             socket_waker: Waker::from(waiters.clone()),
             waiters,
@@ -263,37 +270,51 @@ impl Observable<WsEvent> for Connection {
 }
 
 impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock is a bug; the state is still the best we have.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn lock(&self) -> ConnGuard<'_, Inner> {
+        self.inner.lock()
     }
 
-    /// Runs `op` on a freshly driven connection. If it must wait, the task sleeps under `key`
-    /// and is woken by the socket or by the event `op` waits for.
+    /// Runs `op`; if it must wait, drives the connection and tries again. If it still must wait,
+    /// the task sleeps under `key` and is woken by the socket or by the event `op` waits for.
     ///
-    /// `op` must only have effects when it returns `Ready`: it may run twice.
+    /// An `op` that can complete at once (data already buffered, credit and buffer room left)
+    /// does not touch the socket's read side: only waiting must drive, and a poll of a socket
+    /// that has nothing is not free. What `op` queued (data, a FIN, an ACK) is sent at once.
+    ///
+    /// `op` must only have effects when it returns `Ready`: it may run several times.
     pub(crate) fn poll_op<T>(
         &self,
         cx: &mut Context<'_>,
         key: WaitKey,
         mut op: impl FnMut(&mut Inner) -> Poll<T>,
     ) -> Poll<T> {
-        let mut inner = self.lock();
+        // A busy lock parks the task, not the executor thread (see `conn_lock`).
+        let Some(mut inner) = self.inner.poll_lock(cx) else {
+            return Poll::Pending;
+        };
+        let outcome = op(&mut inner);
+        if outcome.is_ready() {
+            inner.send_queued(&self.socket_waker, &self.waiters);
+            return outcome;
+        }
+        // A read stops receiving once its stream has data (see `receive_messages`).
+        let until = match key {
+            WaitKey::Read(id) => Some(id),
+            _ => None,
+        };
         for _ in 0..MAX_DRIVE_RETRIES {
             let epoch = self.waiters.epoch();
-            inner.drive(&self.socket_waker, &self.waiters);
+            inner.drive_until(&self.socket_waker, &self.waiters, until);
             let outcome = op(&mut inner);
             if inner.mux.has_transmit() {
-                // Send what `op` queued (data, a FIN, an ACK) now rather than on the next poll.
-                inner.drive(&self.socket_waker, &self.waiters);
+                // Send what `op` queued now rather than on the next poll.
+                inner.send_queued(&self.socket_waker, &self.waiters);
             }
             if outcome.is_ready() {
                 return outcome;
             }
             self.waiters.register(key, cx.waker());
-            // The second drive may have made `op` ready, waking a key we had not registered yet.
+            // Sending may have made `op` ready, waking a key we had not registered yet.
             let outcome = op(&mut inner);
             if outcome.is_ready() {
                 self.waiters.unregister(key);
@@ -328,8 +349,20 @@ impl Inner {
 
     /// One pass over the socket: receive, send, publish, wake.
     fn drive(&mut self, socket_waker: &Waker, waiters: &Waiters) {
+        self.drive_until(socket_waker, waiters, None);
+    }
+
+    /// A pass over the socket that stops receiving once stream `until` has something to read.
+    fn drive_until(&mut self, socket_waker: &Waker, waiters: &Waiters, until: Option<StreamId>) {
         let mut cx = Context::from_waker(socket_waker);
-        self.receive(&mut cx);
+        self.receive(&mut cx, waiters, until);
+        self.send_queued(socket_waker, waiters);
+    }
+
+    /// Sends what is queued, publishes events and wakes the handles concerned; does not read the
+    /// socket.
+    fn send_queued(&mut self, socket_waker: &Waker, waiters: &Waiters) {
+        let mut cx = Context::from_waker(socket_waker);
         self.transmit(&mut cx);
         self.transport.events.poll_deliver(&mut cx);
         for wake in self.mux.take_wakes() {
@@ -346,26 +379,61 @@ impl Inner {
         }
     }
 
-    fn receive(&mut self, cx: &mut Context<'_>) {
+    fn receive(&mut self, cx: &mut Context<'_>, waiters: &Waiters, until: Option<StreamId>) {
+        let parked = self
+            .recv_parked_at
+            .is_some_and(|epoch| epoch == waiters.epoch());
+        if !parked {
+            self.recv_parked_at = None;
+            self.receive_messages(cx, waiters, until);
+        }
+        self.settle_close();
+    }
+
+    fn receive_messages(
+        &mut self,
+        cx: &mut Context<'_>,
+        waiters: &Waiters,
+        until: Option<StreamId>,
+    ) {
         let mut budget = RECEIVE_BUDGET;
         loop {
             if budget == 0 {
                 // More may be waiting; let other tasks run, then continue.
                 cx.waker().wake_by_ref();
-                break;
+                return;
             }
+            // Read before the poll: a wake-up during it must make the next drive poll again.
+            let epoch = waiters.epoch();
             match self.transport.poll_recv(cx) {
                 Poll::Ready(Ok(msg)) => {
                     budget -= 1;
                     if let Err(violation) = self.mux.handle_message(&msg) {
                         self.transport.fail(violation);
                     }
+                    // A DATA payload is a slice of tungstenite's read buffer: ours goes now.
+                    drop(msg);
                     self.forward_events();
+                    if until.is_some_and(|id| self.mux.readable(id)) {
+                        // The reader that drives has data: stop rather than pull all the socket
+                        // holds. Payloads waiting in streams pin tungstenite's read buffer, which
+                        // then allocates a fresh one for every read (page faults, a memset of
+                        // fresh pages, the partial frame copied over): a third of a bulk
+                        // reader's time. What is left is not signalled by the socket again, so
+                        // the tasks asleep on it are woken to drive on.
+                        if waiters.has_sleepers() {
+                            cx.waker().wake_by_ref();
+                        }
+                        return;
+                    }
                 }
-                Poll::Ready(Err(_)) | Poll::Pending => break,
+                Poll::Pending => {
+                    self.recv_parked_at = Some(epoch);
+                    return;
+                }
+                Poll::Ready(Err(_)) => return,
             }
         }
-        self.settle_close();
     }
 
     fn transmit(&mut self, cx: &mut Context<'_>) {

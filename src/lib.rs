@@ -5,6 +5,7 @@
 mod code;
 mod config;
 mod conn;
+mod conn_lock;
 pub mod connect;
 mod error;
 mod event;

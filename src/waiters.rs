@@ -70,6 +70,12 @@ impl Waiters {
         }
     }
 
+    /// Whether any task sleeps (only registered while the connection's lock is held, so the
+    /// answer stays true while the caller holds that lock).
+    pub(crate) fn has_sleepers(&self) -> bool {
+        !lock(&self.sleeping).is_empty()
+    }
+
     /// Forgets a task that no longer waits (its handle is gone).
     pub(crate) fn unregister(&self, key: WaitKey) {
         lock(&self.sleeping).remove(&key);

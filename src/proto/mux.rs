@@ -170,6 +170,11 @@ impl Mux {
         }
     }
 
+    /// Whether a read on `id` would not wait.
+    pub fn readable(&self, id: StreamId) -> bool {
+        self.streams.get(&id).is_none_or(Stream::readable)
+    }
+
     /// Whether all that was written on `id` has been handed to the socket.
     pub fn is_flushed(&self, id: StreamId) -> bool {
         self.streams.get(&id).is_none_or(|s| !s.has_pending())

@@ -146,6 +146,11 @@ impl Stream {
         }
     }
 
+    /// Whether a read would not wait: data is buffered or the half has ended.
+    pub(super) fn readable(&self) -> bool {
+        !self.recv_buf.is_empty() || !matches!(self.recv, RecvState::Open)
+    }
+
     /// Ends the receiving half with `err`. `discard` drops buffered data (reset, stop); otherwise
     /// the application reads it before the error (connection closed).
     pub(super) fn fail_recv(&mut self, err: Error, discard: bool) {

@@ -1,0 +1,761 @@
+//! Side by side, in one process on one machine: raw TCP, raw async-tungstenite,
+//! ws_stream_tungstenite 0.15, yamux 0.14 over ws_stream_tungstenite, and this crate (`WsIo`, one
+//! `WsStream`, many `WsStream`s), over real TCP on 127.0.0.1 with TCP_NODELAY.
+//!
+//! ```text
+//! cargo bench --bench compare               # full run (about 5 minutes on 2 cores)
+//! WS_BENCH_QUICK=1 cargo bench --bench compare   # quick smoke run (well under a minute)
+//! cargo bench --bench compare -- --quick    # the same
+//! ```
+//!
+//! Run by `cargo test --benches` (no `--bench` argument), it does the quick run. It prints a
+//! Markdown table and the ratios the crate aims for; it never fails on a missed target (only on a
+//! broken transfer), so it can serve as a CI smoke test.
+
+mod support;
+
+use std::{fmt::Write as _, process::Command, time::Duration};
+
+use support::{
+    bulk::{self, Contender},
+    measure::{self, Sample},
+    rtt, streams,
+};
+
+/// Sizes of one run.
+struct Plan {
+    quick: bool,
+    rounds: usize,
+    /// Bytes per bulk round.
+    bulk_total: u64,
+    many_streams: usize,
+    many_per_stream: u64,
+    many_rounds: usize,
+    round_trips: usize,
+    opens: usize,
+    idle_streams: usize,
+    /// Safety net per measurement: a hang fails loudly instead of running for ever.
+    limit: Duration,
+    /// Only the measurements whose name contains this (`--only TEXT` or `WS_BENCH_ONLY`; several
+    /// alternatives separated by `|`), for profiling one of them.
+    only: Option<String>,
+}
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+
+impl Plan {
+    fn wants(&self, what: &str) -> bool {
+        self.only
+            .as_deref()
+            .is_none_or(|only| only.split('|').any(|part| what.contains(part)))
+    }
+
+    fn new(quick: bool) -> Self {
+        if quick {
+            Plan {
+                quick,
+                rounds: 3,
+                bulk_total: 16 * MIB,
+                many_streams: 16,
+                many_per_stream: MIB,
+                many_rounds: 3,
+                round_trips: 1_000,
+                opens: 1_000,
+                idle_streams: 10_000,
+                limit: Duration::from_secs(60),
+                only: None,
+            }
+        } else {
+            Plan {
+                quick,
+                rounds: 5,
+                bulk_total: GIB,
+                many_streams: 16,
+                many_per_stream: 64 * MIB,
+                many_rounds: 3,
+                round_trips: 10_000,
+                opens: 10_000,
+                idle_streams: 10_000,
+                limit: Duration::from_secs(600),
+                only: None,
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--idle-child") {
+        return idle_child(&args[pos + 1..]);
+    }
+    let quick = std::env::var("WS_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+        || args.iter().any(|a| a == "--quick")
+        // `cargo test --benches` runs this without `--bench`: a smoke run there.
+        || !args.iter().any(|a| a == "--bench");
+    let mut plan = Plan::new(quick);
+    // For iterating on one change: a smaller bulk size than the full run's.
+    if let Some(mib) = std::env::var("WS_BENCH_BULK_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        plan.bulk_total = mib * MIB;
+        plan.many_per_stream = (mib * MIB / 16).max(MIB);
+    }
+    plan.only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|pos| args.get(pos + 1).cloned())
+        .or_else(|| {
+            std::env::var("WS_BENCH_ONLY")
+                .ok()
+                .filter(|v| !v.is_empty())
+        });
+    let mut report = Report::default();
+    report.header(&plan);
+
+    run_bulk(&plan, &mut report);
+    run_many(&plan, &mut report);
+    run_rtt(&plan, &mut report);
+    run_opens(&plan, &mut report);
+    run_idle(&plan, &mut report);
+    run_tokio(&plan, &mut report);
+    report.targets();
+}
+
+/// Runs `fut` on async-std under the plan's safety net.
+fn block_on<T>(plan: &Plan, what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    async_std::task::block_on(async {
+        match async_std::future::timeout(plan.limit, fut).await {
+            Ok(v) => v,
+            Err(_) => panic!("{what}: not done after {:?}: hang", plan.limit),
+        }
+    })
+}
+
+/// Runs `round` for every wanted contender, round after round: A, B, C, then A, B, C again.
+/// On a shared machine whose speed drifts, interleaving spreads a slow phase over every
+/// contender instead of penalising whichever happened to run during it.
+fn interleaved<R>(
+    plan: &Plan,
+    rounds: usize,
+    contenders: &[Contender],
+    name: impl Fn(Contender) -> String,
+    mut round: impl FnMut(Contender, &str) -> R,
+) -> Vec<(Contender, Vec<R>)> {
+    let wanted: Vec<(Contender, String)> = contenders
+        .iter()
+        .map(|&c| (c, name(c)))
+        .filter(|(_, what)| plan.wants(what))
+        .collect();
+    let mut results: Vec<(Contender, Vec<R>)> =
+        wanted.iter().map(|(c, _)| (*c, Vec::new())).collect();
+    for _ in 0..rounds {
+        for ((contender, what), (_, samples)) in wanted.iter().zip(results.iter_mut()) {
+            samples.push(round(*contender, what));
+        }
+    }
+    results
+}
+
+/// The median of each contender's rounds, logged.
+fn medians(label: &str, results: Vec<(Contender, Vec<Sample>)>) -> Vec<(Contender, Sample)> {
+    results
+        .into_iter()
+        .map(|(c, samples)| {
+            let m = measure::median(&samples);
+            eprintln!(
+                "  {label}, {}: {:.3} s (median of {})",
+                c.name(),
+                m.wall.as_secs_f64(),
+                samples.len()
+            );
+            (c, m)
+        })
+        .collect()
+}
+
+fn mib_per_s(bytes: u64, s: Sample) -> f64 {
+    bytes as f64 / MIB as f64 / s.wall.as_secs_f64()
+}
+
+fn cpu_per_gib(bytes: u64, s: Sample) -> f64 {
+    s.cpu.as_secs_f64() / (bytes as f64 / GIB as f64)
+}
+
+fn run_bulk(plan: &Plan, report: &mut Report) {
+    for write_size in [64 * KIB as usize, KIB as usize] {
+        let label = format!("bulk {write_size} B writes");
+        let results = interleaved(
+            plan,
+            plan.rounds,
+            &Contender::ALL,
+            |c| format!("{label}, {}", c.name()),
+            |c, what| block_on(plan, what, bulk::round(c, plan.bulk_total, write_size)),
+        );
+        let rows = medians(&label, results);
+        report.throughput_table(
+            &format!(
+                "Bulk, one direction, {} writes, 64 KiB read buffer ({} per round, median of {} rounds, async-std)",
+                size(write_size as u64),
+                size(plan.bulk_total),
+                plan.rounds
+            ),
+            plan.bulk_total,
+            &rows,
+        );
+        report.bulk.push((write_size, plan.bulk_total, rows));
+    }
+}
+
+fn run_many(plan: &Plan, report: &mut Report) {
+    let total = plan.many_per_stream * plan.many_streams as u64;
+    let label = format!("{} streams", plan.many_streams);
+    let results = interleaved(
+        plan,
+        plan.many_rounds,
+        &[
+            Contender::RawTcp,
+            Contender::YamuxOverWst,
+            Contender::OursStream,
+        ],
+        |c| format!("{label}, {}", c.name()),
+        |c, what| {
+            block_on(
+                plan,
+                what,
+                bulk::many_round(c, plan.many_streams, plan.many_per_stream),
+            )
+        },
+    );
+    let rows = medians(&label, results);
+    let mut named: Vec<(String, Sample)> = rows
+        .iter()
+        .map(|(c, m)| {
+            let name = match c {
+                Contender::RawTcp => format!("raw TCP, {} connections", plan.many_streams),
+                Contender::OursStream => format!("ours: {} WsStreams", plan.many_streams),
+                other => format!("{}, {} streams", other.name(), plan.many_streams),
+            };
+            (name, *m)
+        })
+        .collect();
+    report.throughput_table_named(
+        &format!(
+            "{} streams × {} at once, 64 KiB writes, aggregate (median of {} rounds, async-std)",
+            plan.many_streams,
+            size(plan.many_per_stream),
+            plan.many_rounds
+        ),
+        total,
+        &mut named,
+    );
+    report.many = Some((total, rows));
+}
+
+fn run_rtt(plan: &Plan, report: &mut Report) {
+    const ROUNDS: usize = 5;
+    let per_round = plan.round_trips.div_ceil(ROUNDS);
+    let results = interleaved(
+        plan,
+        ROUNDS,
+        &Contender::ALL,
+        |c| format!("64 B round trips, {}", c.name()),
+        |c, what| block_on(plan, what, rtt::round_trips(c, per_round)),
+    );
+    let mut rows = Vec::new();
+    for (contender, rounds) in results {
+        let mut lat: Vec<Duration> = rounds.into_iter().flatten().collect();
+        let median = measure::percentile(&mut lat, 50.0);
+        let p99 = measure::percentile(&mut lat, 99.0);
+        eprintln!(
+            "  64 B round trips, {}: median {median:?}, p99 {p99:?}",
+            contender.name()
+        );
+        rows.push((contender, median, p99));
+    }
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n### 64-byte request/response round trips ({} sequential, in {ROUNDS} interleaved rounds, async-std)\n",
+        per_round * ROUNDS
+    );
+    let _ = writeln!(t, "| contender | median µs | p99 µs |");
+    let _ = writeln!(t, "|---|---:|---:|");
+    for (c, median, p99) in &rows {
+        let _ = writeln!(
+            t,
+            "| {} | {:.1} | {:.1} |",
+            c.name(),
+            micros(*median),
+            micros(*p99)
+        );
+    }
+    report.push(t);
+    report.rtt = rows;
+}
+
+fn run_opens(plan: &Plan, report: &mut Report) {
+    const PARALLEL: usize = 16;
+    let contenders = [Contender::YamuxOverWst, Contender::OursStream];
+    let sequential = interleaved(
+        plan,
+        3,
+        &contenders,
+        |c| format!("open/echo/close, {}", c.name()),
+        |c, what| block_on(plan, what, streams::open_echo_close(c, plan.opens)),
+    );
+    let parallel = interleaved(
+        plan,
+        3,
+        &contenders,
+        |c| format!("open/echo/close {PARALLEL} at a time, {}", c.name()),
+        |c, what| {
+            block_on(
+                plan,
+                what,
+                streams::open_echo_close_parallel(c, plan.opens, PARALLEL),
+            )
+        },
+    );
+    let rate = |results| -> Vec<(Contender, f64)> {
+        medians("open/echo/close (sequential, then 16 at a time)", results)
+            .into_iter()
+            .map(|(c, m)| (c, plan.opens as f64 / m.wall.as_secs_f64()))
+            .collect()
+    };
+    let (sequential, parallel) = (rate(sequential), rate(parallel));
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n### Stream open + 1-byte echo + close both ways ({} streams, median of 3 interleaved rounds, async-std)\n",
+        plan.opens
+    );
+    let _ = writeln!(
+        t,
+        "| contender | streams per second, one after another | {PARALLEL} at a time |"
+    );
+    let _ = writeln!(t, "|---|---:|---:|");
+    for c in contenders {
+        let find = |rows: &[(Contender, f64)]| {
+            rows.iter()
+                .find(|(r, _)| *r == c)
+                .map_or("-".to_owned(), |(_, v)| format!("{v:.0}"))
+        };
+        if sequential.iter().chain(&parallel).any(|(r, _)| *r == c) {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} |",
+                c.name(),
+                find(&sequential),
+                find(&parallel)
+            );
+        }
+    }
+    report.push(t);
+    report.opens = sequential;
+    report.opens_parallel = parallel;
+}
+
+/// Runs the idle-streams measurement in a fresh process, so that memory the allocator kept from
+/// the earlier workloads does not hide what the streams cost.
+fn run_idle(plan: &Plan, report: &mut Report) {
+    let mut rows = Vec::new();
+    for (contender, name) in [
+        (Contender::YamuxOverWst, "yamux"),
+        (Contender::OursStream, "ours"),
+    ] {
+        if !plan.wants(&format!("idle streams, {}", contender.name())) {
+            continue;
+        }
+        let exe = std::env::current_exe().expect("own executable");
+        let out = Command::new(exe)
+            .args(["--idle-child", name, &plan.idle_streams.to_string()])
+            .output()
+            .expect("run the idle-streams child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let parsed = stdout.lines().find_map(streams::IdleReport::from_line);
+        match (out.status.success(), parsed) {
+            (true, Some(r)) => {
+                eprintln!(
+                    "  idle streams, {}: {:.0} B per stream, concurrent echo {:?}",
+                    contender.name(),
+                    r.per_stream(),
+                    r.concurrent
+                );
+                rows.push((contender, r));
+            }
+            _ => panic!(
+                "idle-streams child for {name} failed ({}):\n{}\n{}",
+                out.status,
+                stdout,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n### {} idle streams on one connection (fresh process; both ends live in it)\n",
+        plan.idle_streams
+    );
+    let _ = writeln!(
+        t,
+        "| contender | resident before | after | per stream, both ends | per end | 1-byte echo on all at once |"
+    );
+    let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|");
+    for (c, r) in &rows {
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {:.0} B | {:.0} B | ok, {:.0} ms |",
+            c.name(),
+            size(r.rss_before),
+            size(r.rss_after),
+            r.per_stream(),
+            r.per_stream() / 2.0,
+            r.concurrent.as_secs_f64() * 1000.0
+        );
+    }
+    report.push(t);
+    report.idle = rows;
+}
+
+fn idle_child(args: &[String]) {
+    let contender = match args.first().map(String::as_str) {
+        Some("ours") => Contender::OursStream,
+        Some("yamux") => Contender::YamuxOverWst,
+        other => panic!("--idle-child: unknown contender {other:?}"),
+    };
+    let n: usize = args
+        .get(1)
+        .and_then(|n| n.parse().ok())
+        .expect("--idle-child: stream count");
+    let report = async_std::task::block_on(async {
+        async_std::future::timeout(
+            Duration::from_secs(300),
+            streams::idle_streams(contender, n),
+        )
+        .await
+        .expect("idle streams: hang")
+    });
+    println!("{}", report.to_line());
+}
+
+fn run_tokio(plan: &Plan, report: &mut Report) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let write_size = 64 * KIB as usize;
+    let results = interleaved(
+        plan,
+        plan.rounds,
+        &[
+            Contender::RawTungstenite,
+            Contender::OursWsIo,
+            Contender::OursStream,
+        ],
+        |c| format!("tokio bulk, {}", c.name()),
+        |c, what| {
+            runtime.block_on(async {
+                tokio::time::timeout(
+                    plan.limit,
+                    bulk::tokio_round(c, plan.bulk_total, write_size),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("{what}: hang"))
+            })
+        },
+    );
+    let rows = medians("tokio bulk", results);
+    // The same contenders on async-std, from the bulk table.
+    let async_std_rows: Vec<(Contender, Sample)> = report
+        .bulk
+        .iter()
+        .find(|(w, _, _)| *w == write_size)
+        .map(|(_, _, rows)| {
+            rows.iter()
+                .filter(|(c, _)| {
+                    rows_has(
+                        &[
+                            Contender::RawTungstenite,
+                            Contender::OursWsIo,
+                            Contender::OursStream,
+                        ],
+                        *c,
+                    )
+                })
+                .copied()
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n### Bulk, 64 KiB writes, by runtime ({} per round, median of {} rounds; tokio: multi-threaded, 2 workers)\n",
+        size(plan.bulk_total),
+        plan.rounds
+    );
+    let _ = writeln!(
+        t,
+        "| contender | async-std MiB/s | tokio MiB/s | async-std CPU s/GiB | tokio CPU s/GiB |"
+    );
+    let _ = writeln!(t, "|---|---:|---:|---:|---:|");
+    for (c, tokio_m) in &rows {
+        let std_m = async_std_rows.iter().find(|(a, _)| a == c).map(|(_, m)| *m);
+        let _ = writeln!(
+            t,
+            "| {} | {} | {:.0} | {} | {:.2} |",
+            c.name(),
+            std_m.map_or("-".into(), |m| format!(
+                "{:.0}",
+                mib_per_s(plan.bulk_total, m)
+            )),
+            mib_per_s(plan.bulk_total, *tokio_m),
+            std_m.map_or("-".into(), |m| format!(
+                "{:.2}",
+                cpu_per_gib(plan.bulk_total, m)
+            )),
+            cpu_per_gib(plan.bulk_total, *tokio_m),
+        );
+    }
+    report.push(t);
+}
+
+fn rows_has(set: &[Contender], c: Contender) -> bool {
+    set.contains(&c)
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn size(bytes: u64) -> String {
+    if bytes >= GIB && bytes % GIB == 0 {
+        format!("{} GiB", bytes / GIB)
+    } else if bytes >= MIB && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB as f64)
+    } else if bytes >= KIB && bytes % KIB == 0 {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// Each contender's median.
+type Rows = Vec<(Contender, Sample)>;
+
+/// Collects the tables and the numbers the targets are computed from.
+#[derive(Default)]
+struct Report {
+    /// Per write size: bytes per round and each contender's median.
+    bulk: Vec<(usize, u64, Rows)>,
+    many: Option<(u64, Vec<(Contender, Sample)>)>,
+    rtt: Vec<(Contender, Duration, Duration)>,
+    opens: Vec<(Contender, f64)>,
+    opens_parallel: Vec<(Contender, f64)>,
+    idle: Vec<(Contender, streams::IdleReport)>,
+}
+
+impl Report {
+    fn push(&mut self, table: String) {
+        println!("{table}");
+    }
+
+    fn header(&self, plan: &Plan) {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|m| m.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|k| k.trim().to_owned())
+            .unwrap_or_default();
+        println!(
+            "## ws_stream_mux side-by-side benchmark ({} run)\n",
+            if plan.quick { "quick" } else { "full" }
+        );
+        println!(
+            "Machine: {cores} cores ({cpu}), Linux {kernel}. Both ends run in this one process over \
+             TCP on 127.0.0.1 with TCP_NODELAY; runtime async-std 1.13 unless noted. CPU s/GiB is the \
+             process's user+system time (sender and receiver together) per GiB moved."
+        );
+        if plan.quick {
+            println!("\nQuick mode: sizes are scaled far down; the numbers are a smoke test, not a measurement.");
+        } else {
+            println!(
+                "\nBulk rounds move {} each ({} rounds per contender and write size, interleaved: \
+                 A, B, C, A, B, C, ...); the whole run takes about 5 minutes on 2 cores.",
+                size(plan.bulk_total),
+                plan.rounds
+            );
+        }
+    }
+
+    fn throughput_table(&mut self, title: &str, bytes: u64, rows: &[(Contender, Sample)]) {
+        let mut named: Vec<(String, Sample)> = rows
+            .iter()
+            .map(|(c, s)| (c.name().to_owned(), *s))
+            .collect();
+        self.throughput_table_named(title, bytes, &mut named);
+    }
+
+    fn throughput_table_named(&mut self, title: &str, bytes: u64, rows: &mut [(String, Sample)]) {
+        let mut t = String::new();
+        let _ = writeln!(t, "\n### {title}\n");
+        let _ = writeln!(t, "| contender | MiB/s | CPU s/GiB |");
+        let _ = writeln!(t, "|---|---:|---:|");
+        for (name, m) in rows.iter() {
+            let _ = writeln!(
+                t,
+                "| {} | {:.0} | {:.2} |",
+                name,
+                mib_per_s(bytes, *m),
+                cpu_per_gib(bytes, *m)
+            );
+        }
+        self.push(t);
+    }
+
+    fn bulk_rate(&self, write_size: usize, c: Contender) -> f64 {
+        self.bulk
+            .iter()
+            .find(|(w, _, _)| *w == write_size)
+            .and_then(|(_, total, rows)| {
+                rows.iter()
+                    .find(|(r, _)| *r == c)
+                    .map(|(_, m)| mib_per_s(*total, *m))
+            })
+            .unwrap_or(f64::NAN)
+    }
+
+    fn targets(&self) {
+        let mut t = String::new();
+        let _ = writeln!(t, "\n### Targets (ratios from this run)\n");
+        let _ = writeln!(t, "| target | goal | this run | met |");
+        let _ = writeln!(t, "|---|---:|---:|:---:|");
+        let mut line = |name: &str, goal: &str, value: f64, met: bool, unit: &str| {
+            let _ = writeln!(
+                t,
+                "| {name} | {goal} | {value:.2}{unit} | {} |",
+                if met { "yes" } else { "**no**" }
+            );
+        };
+        let (k64, k1) = (64 * KIB as usize, KIB as usize);
+        for (w, label) in [(k64, "64 KiB"), (k1, "1 KiB")] {
+            let ours = self.bulk_rate(w, Contender::OursStream);
+            let raw = self.bulk_rate(w, Contender::RawTungstenite);
+            let yamux = self.bulk_rate(w, Contender::YamuxOverWst);
+            line(
+                &format!("one WsStream bulk ({label} writes) vs raw async-tungstenite"),
+                "≥ 0.9×",
+                ours / raw,
+                ours / raw >= 0.9,
+                "×",
+            );
+            line(
+                &format!("one WsStream bulk ({label} writes) vs yamux over ws_stream_tungstenite"),
+                "≥ 1.5×",
+                ours / yamux,
+                ours / yamux >= 1.5,
+                "×",
+            );
+        }
+        if let Some((total, rows)) = &self.many {
+            let rate = |c| {
+                rows.iter()
+                    .find(|(r, _)| *r == c)
+                    .map_or(f64::NAN, |(_, m)| mib_per_s(*total, *m))
+            };
+            let ratio = rate(Contender::OursStream) / rate(Contender::YamuxOverWst);
+            line(
+                "16 streams aggregate vs yamux over ws_stream_tungstenite",
+                "≥ 1.3×",
+                ratio,
+                ratio >= 1.3,
+                "×",
+            );
+        }
+        let rtt = |c| {
+            self.rtt
+                .iter()
+                .find(|(r, _, _)| *r == c)
+                .map_or(f64::NAN, |(_, m, _)| m.as_secs_f64())
+        };
+        let ours = rtt(Contender::OursStream);
+        let r = ours / rtt(Contender::RawTungstenite);
+        line(
+            "64 B round trip (median), WsStream vs raw async-tungstenite",
+            "≤ 1.25×",
+            r,
+            r <= 1.25,
+            "×",
+        );
+        let r = ours / rtt(Contender::YamuxOverWst);
+        line(
+            "64 B round trip (median), WsStream vs yamux over ws_stream_tungstenite",
+            "≤ 0.6×",
+            r,
+            r <= 0.6,
+            "×",
+        );
+        let r = self.bulk_rate(k1, Contender::OursWsIo)
+            / self.bulk_rate(k1, Contender::WsStreamTungstenite);
+        line(
+            "WsIo bulk with 1 KiB writes vs ws_stream_tungstenite",
+            "≥ 2×",
+            r,
+            r >= 2.0,
+            "×",
+        );
+        if let Some((_, rate)) = self.opens.iter().find(|(c, _)| *c == Contender::OursStream) {
+            line(
+                "stream open + echo + close per second, one after another",
+                "≥ 10000",
+                *rate,
+                *rate >= 10_000.0,
+                "/s",
+            );
+        }
+        if let Some((_, rate)) = self
+            .opens_parallel
+            .iter()
+            .find(|(c, _)| *c == Contender::OursStream)
+        {
+            line(
+                "stream open + echo + close per second, 16 at a time",
+                "≥ 10000",
+                *rate,
+                *rate >= 10_000.0,
+                "/s",
+            );
+        }
+        if let Some((_, idle)) = self.idle.iter().find(|(c, _)| *c == Contender::OursStream) {
+            let per_end = idle.per_stream() / 2.0 / 1024.0;
+            line(
+                "resident memory per idle stream (per end)",
+                "≤ 2 KiB",
+                per_end,
+                per_end <= 2.0,
+                " KiB",
+            );
+            line(
+                &format!("{} concurrent streams work", idle.streams),
+                "yes",
+                idle.streams as f64,
+                idle.streams >= 10_000,
+                " streams",
+            );
+        }
+        println!("{t}");
+    }
+}
