@@ -36,6 +36,13 @@ pub struct Config {
     /// yet handed to the socket. A write beyond it waits. Default 256 KiB.
     pub send_buffer: NonZeroUsize,
 
+    /// Hold back a partly filled DATA message until it is full (`max_data_per_message`), the
+    /// stream is flushed or closed, or a task waits on the connection (a read, a write waiting for
+    /// credit, `accept`, ...) — like `TCP_CORK`. Many small writes then travel in few messages and
+    /// syscalls. Off by default: every write goes out at once, like `TCP_NODELAY`. With it on, call
+    /// `flush` when you write and then wait on something other than this connection.
+    pub coalesce_writes: bool,
+
     /// Streams open at once, counted separately for the streams we open and those the peer opens.
     /// `open` waits for a free slot; a peer's stream over the limit is refused with ERROR on both
     /// halves and a [`WsEvent::StreamRefused`](crate::WsEvent::StreamRefused). Default 1024.
@@ -87,6 +94,7 @@ impl Default for Config {
             window: NonZeroU32::new(1 << 20).expect("non-zero"),
             max_data_per_message: nz(64 * 1024),
             send_buffer: nz(256 * 1024),
+            coalesce_writes: false,
             max_streams: nz(1024),
             max_message_size: None,
             keep_alive_interval: None,

@@ -306,6 +306,10 @@ impl Shared {
             let epoch = self.waiters.epoch();
             inner.drive_until(&self.socket_waker, &self.waiters, until);
             let outcome = op(&mut inner);
+            if outcome.is_pending() {
+                // About to wait: nothing written may sit held back meanwhile.
+                inner.mux.uncork_all();
+            }
             if inner.mux.has_transmit() {
                 // Send what `op` queued now rather than on the next poll.
                 inner.send_queued(&self.socket_waker, &self.waiters);

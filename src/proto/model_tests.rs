@@ -62,7 +62,12 @@ struct World {
 
 impl World {
     fn new(window: u32) -> Self {
+        Self::with_coalescing(window, false)
+    }
+
+    fn with_coalescing(window: u32, coalesce_writes: bool) -> Self {
         let config = Config {
+            coalesce_writes,
             window: std::num::NonZeroU32::new(window).unwrap(),
             max_data_per_message: std::num::NonZeroUsize::new(37).unwrap(),
             send_buffer: std::num::NonZeroUsize::new(300).unwrap(),
@@ -187,6 +192,8 @@ impl World {
         for _ in 0..100_000 {
             let mut progress = false;
             for s in 0..2 {
+                // Quiescing stands for tasks waiting on the connection: held-back data goes out.
+                self.mux[s].uncork_all();
                 self.pump_out(s);
                 if !self.wire[s].is_empty() {
                     let n = self.wire[s].len();
@@ -267,9 +274,10 @@ proptest! {
     #[test]
     fn random_interleavings_deliver_bytes_and_codes(
         window in prop_oneof![Just(1u32), Just(16), Just(100), Just(1 << 20)],
+        coalesce in any::<bool>(),
         ops in proptest::collection::vec(op(), 1..120),
     ) {
-        let mut world = World::new(window);
+        let mut world = World::with_coalescing(window, coalesce);
         for op in ops {
             world.apply(op);
         }
@@ -325,4 +333,28 @@ fn sends_take_turns_between_streams() {
     }
     let expected: Vec<u64> = (0..3).flat_map(|_| ids.iter().map(|id| id.0)).collect();
     assert_eq!(order, expected, "round-robin, one message per turn");
+}
+
+#[test]
+fn coalescing_holds_small_writes_until_full_or_uncorked() {
+    let mut world = World::with_coalescing(1 << 20, true);
+    world.apply(Op::Open(0));
+    world.deliver(0, 10);
+    world.deliver(1, 10);
+    let id = world.known[0][0];
+    // 37-byte DATA messages in this world: 10 writes of 10 bytes fill two and start a third.
+    for _ in 0..10 {
+        assert_eq!(world.mux[0].write(id, &[5u8; 10]).unwrap(), 10);
+    }
+    let mut sizes = Vec::new();
+    while let Some(msg) = world.mux[0].poll_transmit() {
+        sizes.push(msg.len() - 3);
+    }
+    assert_eq!(sizes, [37, 37], "only full messages leave while corked");
+    world.mux[0].uncork_all();
+    let rest = world.mux[0]
+        .poll_transmit()
+        .expect("the partial message leaves once uncorked");
+    assert_eq!(rest.len() - 3, 26);
+    assert!(world.mux[0].poll_transmit().is_none());
 }

@@ -44,6 +44,8 @@ pub struct Mux {
     control: VecDeque<Bytes>,
     /// Streams with DATA or a FIN to send, taking turns one message each.
     ready: VecDeque<StreamId>,
+    /// Streams holding back a partly filled DATA message (`Config::coalesce_writes`).
+    corked: Vec<StreamId>,
     events: Vec<WsEvent>,
     wakes: Vec<Wake>,
     /// Set once the connection is over: every stream fails with it.
@@ -64,6 +66,7 @@ impl Mux {
             accept_queue: VecDeque::new(),
             control: VecDeque::new(),
             ready: VecDeque::new(),
+            corked: Vec::new(),
             events: Vec::new(),
             wakes: Vec::new(),
             closed: None,
@@ -416,12 +419,17 @@ impl Mux {
         if let Some(msg) = self.control.pop_front() {
             return Some(msg);
         }
+        let coalesce = self.config.coalesce_writes;
         while let Some(id) = self.ready.pop_front() {
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
             };
-            let Some(msg) = stream.next_message() else {
+            let Some(msg) = stream.next_message(coalesce) else {
                 stream.scheduled = false;
+                if stream.has_pending() && !stream.corked {
+                    stream.corked = true;
+                    self.corked.push(id);
+                }
                 continue;
             };
             if stream.has_pending() {
@@ -435,6 +443,27 @@ impl Mux {
             return Some(msg);
         }
         None
+    }
+
+    /// Releases every DATA message held back by `Config::coalesce_writes`: called when a handle is
+    /// about to wait, so that nothing written sits unsent while its writer sleeps.
+    pub fn uncork_all(&mut self) {
+        if !self.config.coalesce_writes {
+            return;
+        }
+        // Streams already scheduled may hold a partial message too: seal those in place.
+        for id in &self.ready {
+            if let Some(stream) = self.streams.get_mut(id) {
+                stream.seal();
+            }
+        }
+        for id in std::mem::take(&mut self.corked) {
+            if let Some(stream) = self.streams.get_mut(&id) {
+                stream.corked = false;
+                stream.seal();
+                Self::schedule(&mut self.ready, stream);
+            }
+        }
     }
 
     /// Whether anything waits to be sent.

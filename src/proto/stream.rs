@@ -68,6 +68,8 @@ pub struct Stream {
     send_queued: usize,
     /// Whether the stream is in the connection's round-robin list.
     pub(super) scheduled: bool,
+    /// Whether the stream waits in the connection's corked list (see `Config::coalesce_writes`).
+    pub(super) corked: bool,
     /// Whether the application still holds a handle (or the stream waits to be accepted).
     pub(super) has_handle: bool,
 }
@@ -85,6 +87,7 @@ impl Stream {
             building: BytesMut::new(),
             send_queued: 0,
             scheduled: false,
+            corked: false,
             has_handle: true,
         }
     }
@@ -217,7 +220,7 @@ impl Stream {
     }
 
     /// Moves the message being built to the queue.
-    fn seal(&mut self) {
+    pub(super) fn seal(&mut self) {
         if !self.building.is_empty() {
             self.send_queue.push_back(self.building.split().freeze());
         }
@@ -262,9 +265,10 @@ impl Stream {
         self.send_queued = 0;
     }
 
-    /// The next message to send, if any; at most one DATA message per turn.
-    pub(super) fn next_message(&mut self) -> Option<Bytes> {
-        if self.send_queue.is_empty() {
+    /// The next message to send, if any; at most one DATA message per turn. A DATA message still
+    /// being filled is sent too unless `coalesce` holds it back until it is full or flushed.
+    pub(super) fn next_message(&mut self, coalesce: bool) -> Option<Bytes> {
+        if self.send_queue.is_empty() && !coalesce {
             self.seal();
         }
         let msg = self.send_queue.pop_front()?;
