@@ -190,7 +190,7 @@ fn run_bulk(plan: &Plan, report: &mut Report) {
         let results = interleaved(
             plan,
             plan.rounds,
-            &Contender::ALL,
+            &Contender::BULK,
             |c| format!("{label}, {}", c.name()),
             |c, what| block_on(plan, what, bulk::round(c, plan.bulk_total, write_size)),
         );
@@ -660,6 +660,16 @@ impl Report {
                 "≥ 0.9×",
                 ours / raw,
                 ours / raw >= 0.9,
+                "×",
+            );
+            let corked = self.bulk_rate(w, Contender::OursStreamCoalesced);
+            line(
+                &format!(
+                    "one WsStream with coalesce_writes bulk ({label} writes) vs raw async-tungstenite"
+                ),
+                "≥ 0.9×",
+                corked / raw,
+                corked / raw >= 0.9,
                 "×",
             );
             line(

@@ -24,6 +24,8 @@ pub enum Contender {
     YamuxOverWst,
     OursWsIo,
     OursStream,
+    /// One `WsStream` with `Config::coalesce_writes` (bulk only).
+    OursStreamCoalesced,
 }
 
 impl Contender {
@@ -35,6 +37,7 @@ impl Contender {
             Contender::YamuxOverWst => "yamux 0.14 over ws_stream_tungstenite",
             Contender::OursWsIo => "ours: WsIo",
             Contender::OursStream => "ours: one WsStream",
+            Contender::OursStreamCoalesced => "ours: one WsStream, coalesce_writes",
         }
     }
 
@@ -45,6 +48,17 @@ impl Contender {
         Contender::YamuxOverWst,
         Contender::OursWsIo,
         Contender::OursStream,
+    ];
+
+    /// The bulk workload also measures the opt-in write coalescing.
+    pub const BULK: [Contender; 7] = [
+        Contender::RawTcp,
+        Contender::RawTungstenite,
+        Contender::WsStreamTungstenite,
+        Contender::YamuxOverWst,
+        Contender::OursWsIo,
+        Contender::OursStream,
+        Contender::OursStreamCoalesced,
     ];
 }
 
@@ -155,11 +169,15 @@ pub async fn round(contender: Contender, total: u64, write_size: usize) -> Sampl
             let s = WsIo::new(s);
             bytes_round(WsIo::new(c), async move { s }, total, write_size).await
         }
-        Contender::OursStream => {
+        Contender::OursStream | Contender::OursStreamCoalesced => {
             let (c, s) = net::ws_pair().await;
+            let config = Config {
+                coalesce_writes: contender == Contender::OursStreamCoalesced,
+                ..Config::default()
+            };
             let (client, server) = (
-                Connection::client(c, Config::default()),
-                Connection::server(s, Config::default()),
+                Connection::client(c, config.clone()),
+                Connection::server(s, config),
             );
             let writer = client.open().await.expect("open");
             let accepting = server.clone();

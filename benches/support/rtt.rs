@@ -55,10 +55,14 @@ pub async fn round_trips(contender: Contender, count: usize) -> Vec<Duration> {
             let s = WsIo::new(s);
             bytes(WsIo::new(c), async move { s }, count).await
         }
-        Contender::OursStream => {
+        Contender::OursStream | Contender::OursStreamCoalesced => {
             let (c, s) = net::ws_pair().await;
-            let client = Connection::client(c, Config::default());
-            let server = Connection::server(s, Config::default());
+            let config = Config {
+                coalesce_writes: contender == Contender::OursStreamCoalesced,
+                ..Config::default()
+            };
+            let client = Connection::client(c, config.clone());
+            let server = Connection::server(s, config);
             let stream = client.open().await.expect("open");
             let accepting = server.clone();
             let latencies = bytes(

@@ -151,7 +151,9 @@ impl Mux {
         );
         let stream = self.streams.get_mut(&id).ok_or(Error::Finished)?;
         let n = stream.write(data, max_data, send_buffer)?;
-        if n > 0 {
+        // A corked stream with no full message yet has nothing to send: leave it in the corked
+        // list instead of scheduling it only to find that out again.
+        if n > 0 && !(stream.corked && !stream.has_sealed()) {
             Self::schedule(&mut self.ready, stream);
         }
         Ok(n)

@@ -283,6 +283,11 @@ impl Stream {
         Some(msg)
     }
 
+    /// Whether complete messages (not just one being filled) wait for the socket.
+    pub(super) fn has_sealed(&self) -> bool {
+        !self.send_queue.is_empty()
+    }
+
     /// Whether messages wait for the socket.
     pub(super) fn has_pending(&self) -> bool {
         !self.send_queue.is_empty() || !self.building.is_empty()
