@@ -153,7 +153,7 @@ impl Mux {
         let n = stream.write(data, max_data, send_buffer)?;
         // A corked stream with no full message yet has nothing to send: leave it in the corked
         // list instead of scheduling it only to find that out again.
-        if n > 0 && !(stream.corked && !stream.has_sealed()) {
+        if n > 0 && (!stream.corked || stream.has_sealed()) {
             Self::schedule(&mut self.ready, stream);
         }
         Ok(n)
