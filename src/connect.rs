@@ -132,7 +132,7 @@ impl Connector {
         F: Future<Output = io::Result<S>>,
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let request = request.into_client_request().map_err(from_ws_error)?;
+        let request = request.into_client_request()?;
         let address = address(request.uri())?;
         let turn = self.turn(address.to_ascii_lowercase());
         let _connecting = turn.slot.lock().await;
@@ -142,7 +142,7 @@ impl Connector {
             let stream = dial(address).await?;
             client_async_with_config(request, stream, Some(config.websocket))
                 .await
-                .map_err(from_ws_error)
+                .map_err(HandshakeError::from)
         };
         match select(pin!(attempt), Delay::new(config.timeout)).await {
             Either::Left((result, _)) => result,
@@ -220,17 +220,6 @@ fn address(uri: &tungstenite::http::Uri) -> Result<String, HandshakeError> {
         .filter(|h| !h.is_empty())
         .ok_or_else(|| HandshakeError::InvalidRequest("URL without a host".into()))?;
     Ok(format!("{host}:{}", uri.port_u16().unwrap_or(default_port)))
-}
-
-fn from_ws_error(err: tungstenite::Error) -> HandshakeError {
-    use tungstenite::Error as E;
-    match err {
-        E::Io(err) => HandshakeError::Io(Arc::new(err)),
-        E::Http(response) => HandshakeError::Refused(response.status().as_u16()),
-        E::Url(err) => HandshakeError::InvalidRequest(err.to_string()),
-        E::HttpFormat(err) => HandshakeError::InvalidRequest(err.to_string()),
-        other => HandshakeError::Protocol(other.to_string()),
-    }
 }
 
 #[cfg(test)]

@@ -136,14 +136,3 @@ impl From<Error> for io::Error {
         io::Error::new(err.io_kind(), err)
     }
 }
-
-impl From<async_tungstenite::tungstenite::Error> for Error {
-    fn from(err: async_tungstenite::tungstenite::Error) -> Self {
-        use async_tungstenite::tungstenite::Error as WsError;
-        match err {
-            WsError::Io(e) => Error::Transport(Arc::new(e)),
-            WsError::ConnectionClosed | WsError::AlreadyClosed => Error::AlreadyClosed,
-            other => Error::Transport(Arc::new(io::Error::other(other.to_string()))),
-        }
-    }
-}

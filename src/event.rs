@@ -124,7 +124,6 @@ impl EventSink {
     }
 
     /// How many events were dropped because observers did not keep up.
-    #[allow(dead_code)]
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped
     }

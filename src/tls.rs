@@ -59,7 +59,7 @@ use futures_rustls::{
     TlsAcceptor, TlsConnector,
 };
 
-use crate::error::Error;
+use crate::{error::Error, handshake::HandshakeError};
 
 /// The rustls version this module is built on, re-exported so that your certificate and config
 /// types are the same as ours.
@@ -130,13 +130,14 @@ pub fn server_config(
 /// upgrade.
 ///
 /// # Errors
-/// [`Error::Transport`] if the TLS handshake fails (an untrusted certificate, a name mismatch),
-/// the URL is not a WebSocket URL, or the upgrade is refused.
+/// [`HandshakeError::Io`] if the TLS handshake fails (an untrusted certificate, a name mismatch),
+/// [`HandshakeError::InvalidRequest`] for a URL that is not a WebSocket URL,
+/// [`HandshakeError::Refused`] with the HTTP status if the upgrade is refused.
 pub async fn connect<S>(
     url: &str,
     stream: S,
     config: Arc<ClientConfig>,
-) -> Result<(WebSocketStream<ClientStream<S>>, Response), Error>
+) -> Result<(WebSocketStream<ClientStream<S>>, Response), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -151,17 +152,18 @@ where
 /// upgrade.
 ///
 /// # Errors
-/// [`Error::Transport`] if either handshake fails.
+/// [`HandshakeError::Io`] if the TLS handshake fails, or the upgrade's error (see
+/// [`HandshakeError`]).
 pub async fn accept<S>(
     stream: S,
     config: Arc<ServerConfig>,
-) -> Result<WebSocketStream<ServerStream<S>>, Error>
+) -> Result<WebSocketStream<ServerStream<S>>, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let tls = TlsAcceptor::from(config)
         .accept(stream)
         .await
-        .map_err(|err| Error::Transport(Arc::new(err)))?;
+        .map_err(|err| HandshakeError::Io(Arc::new(err)))?;
     Ok(async_tungstenite::accept_async(tls).await?)
 }

@@ -140,3 +140,18 @@ impl From<HandshakeError> for io::Error {
         io::Error::new(err.io_kind(), err)
     }
 }
+
+/// The client side of a handshake as async-tungstenite reports it, kept typed: an HTTP refusal
+/// keeps its status, a bad URL is an invalid request, an I/O failure stays an I/O error.
+impl From<async_tungstenite::tungstenite::Error> for HandshakeError {
+    fn from(err: async_tungstenite::tungstenite::Error) -> Self {
+        use async_tungstenite::tungstenite::Error as E;
+        match err {
+            E::Io(err) => HandshakeError::Io(Arc::new(err)),
+            E::Http(response) => HandshakeError::Refused(response.status().as_u16()),
+            E::Url(err) => HandshakeError::InvalidRequest(err.to_string()),
+            E::HttpFormat(err) => HandshakeError::InvalidRequest(err.to_string()),
+            other => HandshakeError::Protocol(other.to_string()),
+        }
+    }
+}
