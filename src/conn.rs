@@ -143,16 +143,7 @@ impl Connection {
     /// The connection's terminal error once it is closed.
     pub async fn open(&self) -> Result<WsStream, Error> {
         let key = WaitKey::Open(self.shared.waiters.next_key());
-        let id = poll_fn(|cx| {
-            self.shared
-                .poll_op(cx, key, |inner| match inner.mux.open() {
-                    Ok(Some(id)) => Poll::Ready(Ok(id)),
-                    Ok(None) => Poll::Pending,
-                    Err(err) => Poll::Ready(Err(err)),
-                })
-        })
-        .await?;
-        Ok(WsStream::new(self.shared.clone(), id))
+        self.stream_from(key, Mux::open).await
     }
 
     /// The next stream the peer opened.
@@ -162,9 +153,18 @@ impl Connection {
     /// connection are handed out first).
     pub async fn accept(&self) -> Result<WsStream, Error> {
         let key = WaitKey::Accept(self.shared.waiters.next_key());
+        self.stream_from(key, Mux::accept).await
+    }
+
+    /// Waits until `take` hands out a stream id (`Ok(None)`: not yet), as `key`.
+    async fn stream_from(
+        &self,
+        key: WaitKey,
+        take: fn(&mut Mux) -> Result<Option<StreamId>, Error>,
+    ) -> Result<WsStream, Error> {
         let id = poll_fn(|cx| {
             self.shared
-                .poll_op(cx, key, |inner| match inner.mux.accept() {
+                .poll_op(cx, key, |inner| match take(&mut inner.mux) {
                     Ok(Some(id)) => Poll::Ready(Ok(id)),
                     Ok(None) => Poll::Pending,
                     Err(err) => Poll::Ready(Err(err)),
@@ -201,17 +201,7 @@ impl Connection {
             inner.close_request = Some(frame);
         }
         let key = WaitKey::Connection(self.shared.waiters.next_key());
-        poll_fn(|cx| {
-            self.shared
-                .poll_op(cx, key, |inner| match inner.transport.terminal() {
-                    Some(Error::ConnectionClosed { code, .. }) if *code != CloseCode::ABNORMAL => {
-                        Poll::Ready(Ok(()))
-                    }
-                    Some(err) => Poll::Ready(Err(err.clone())),
-                    None => Poll::Pending,
-                })
-        })
-        .await
+        poll_fn(|cx| self.shared.poll_op(cx, key, Inner::poll_ended)).await
     }
 
     /// Drives the connection until it is over: reads the socket, answers pings, accepts streams
@@ -224,15 +214,7 @@ impl Connection {
     pub fn run(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static {
         let shared = self.shared.clone();
         let key = WaitKey::Connection(shared.waiters.next_key());
-        poll_fn(move |cx| {
-            shared.poll_op(cx, key, |inner| match inner.transport.terminal() {
-                Some(Error::ConnectionClosed { code, .. }) if *code != CloseCode::ABNORMAL => {
-                    Poll::Ready(Ok(()))
-                }
-                Some(err) => Poll::Ready(Err(err.clone())),
-                None => Poll::Pending,
-            })
-        })
+        poll_fn(move |cx| shared.poll_op(cx, key, Inner::poll_ended))
     }
 
     /// Which side of the WebSocket this is.
@@ -346,6 +328,18 @@ impl Shared {
 }
 
 impl Inner {
+    /// `Ready` once the connection is over: `Ok` after a closing handshake, the error otherwise
+    /// (1006 when it ended without a Close frame).
+    fn poll_ended(&mut self) -> Poll<Result<(), Error>> {
+        match self.transport.terminal() {
+            Some(Error::ConnectionClosed { code, .. }) if *code != CloseCode::ABNORMAL => {
+                Poll::Ready(Ok(()))
+            }
+            Some(err) => Poll::Ready(Err(err.clone())),
+            None => Poll::Pending,
+        }
+    }
+
     /// Whether bytes handed to the socket still wait for a flush.
     pub(crate) fn transport_needs_flush(&self) -> bool {
         self.transport.needs_flush()

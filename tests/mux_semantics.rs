@@ -245,7 +245,7 @@ async fn close_with_code_and_reason_reaches_peer_streams_and_events() {
     within("close 4001", async {
         let (client, mut server) = conn_pair(Config::default(), Config::default()).await;
         let mut events = server.observe(Default::default()).await.unwrap();
-        let (_c, mut s) = open_pair(&client, &server).await;
+        let (mut c, mut s) = open_pair(&client, &server).await;
 
         // Invalid arguments are clear errors and change nothing.
         for bad in [1002u16, 1005, 1006, 1011, 3000, 5000] {
@@ -288,6 +288,21 @@ async fn close_with_code_and_reason_reaches_peer_streams_and_events() {
             }
         }
         assert!(saw_frame, "no CloseFrame event");
+        // Reset and stop on a closed connection say why they cannot reach the peer.
+        assert!(matches!(
+            c.reset(ErrorCode(9)),
+            Err(Error::ConnectionClosed {
+                code: CloseCode(4001),
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.stop(ErrorCode(9)),
+            Err(Error::ConnectionClosed {
+                code: CloseCode(4001),
+                ..
+            })
+        ));
         // A second close is a clear error.
         assert!(matches!(
             client.close(CloseCode::NORMAL, "").await,

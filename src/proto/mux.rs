@@ -50,6 +50,8 @@ pub struct Mux {
     wakes: Vec<Wake>,
     /// Set once the connection is over: every stream fails with it.
     closed: Option<Error>,
+    /// Whether queued messages were dropped for good (the socket is gone).
+    transmit_discarded: bool,
 }
 
 impl Mux {
@@ -70,6 +72,7 @@ impl Mux {
             events: Vec::new(),
             wakes: Vec::new(),
             closed: None,
+            transmit_discarded: false,
         }
     }
 
@@ -203,6 +206,10 @@ impl Mux {
     /// Aborts writing on `id` (ERROR Read to the peer): unsent data is dropped.
     pub fn reset(&mut self, id: StreamId, code: ErrorCode) -> Result<(), Error> {
         let code = code.validate()?;
+        if let Some(err) = &self.closed {
+            // Nothing can reach the peer any more.
+            return Err(err.clone());
+        }
         let Some(stream) = self.streams.get_mut(&id) else {
             return Err(Error::LocallyEnded(code));
         };
@@ -223,6 +230,10 @@ impl Mux {
     /// Stops reading on `id` (ERROR Write to the peer): buffered data is dropped.
     pub fn stop(&mut self, id: StreamId, code: ErrorCode) -> Result<(), Error> {
         let code = code.validate()?;
+        if let Some(err) = &self.closed {
+            // Nothing can reach the peer any more.
+            return Err(err.clone());
+        }
         let Some(stream) = self.streams.get_mut(&id) else {
             return Err(Error::LocallyEnded(code));
         };
@@ -520,6 +531,12 @@ impl Mux {
 
     /// The socket is gone: nothing queued can leave any more.
     pub fn discard_transmit(&mut self) {
+        // Every poll of a dead connection lands here; after the first pass (with the connection
+        // closed, nothing new is queued) there is nothing left to walk.
+        if self.transmit_discarded {
+            return;
+        }
+        self.transmit_discarded = self.closed.is_some();
         self.control.clear();
         self.ready.clear();
         let ids: Vec<StreamId> = self.streams.keys().copied().collect();
