@@ -23,13 +23,13 @@ async fn main() -> Result<(), BoxError> {
     let server = async_std::task::spawn(async move {
         let (tcp, _) = listener.accept().await?;
         let ws = async_tungstenite::accept_async(tcp).await?;
-        serve(Connection::server(ws, Config::default())).await
+        serve(Connection::server(ws, Config::default()).expect("valid config")).await
     });
 
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (ws, _) = async_tungstenite::client_async(format!("ws://{addr}/"), tcp).await?;
-    client(Connection::client(ws, Config::default())).await?;
+    client(Connection::client(ws, Config::default()).expect("valid config")).await?;
     server.await?;
     println!("demo finished");
     Ok(())

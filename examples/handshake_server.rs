@@ -32,7 +32,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 match accept(tcp, &config).await {
                     Ok((ws, request)) => {
                         println!("server: {peer} upgraded on {}", request.path());
-                        echo(MessageSocket::new(ws, MessageConfig::default())).await;
+                        echo(
+                            MessageSocket::new(ws, MessageConfig::default()).expect("valid config"),
+                        )
+                        .await;
                     }
                     Err(err) => println!("server: refused {peer}: {err}"),
                 }
@@ -46,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .connect(format!("ws://{address}/echo"), TcpStream::connect)
         .await?;
     println!("client: upgraded, status {}", response.status());
-    let socket = MessageSocket::new(ws, MessageConfig::default());
+    let socket = MessageSocket::new(ws, MessageConfig::default()).expect("valid config");
     socket.write(DataMessage::text("hello")).await?;
     println!("client: echoed {:?}", socket.read().await?);
     println!("client: round trip {:?}", socket.ping().await?);

@@ -36,13 +36,13 @@ async fn main() -> Result<(), BoxError> {
         let (tcp, peer) = listener.accept().await?;
         let ws = tls::accept(tcp, server_config).await?;
         println!("server: TLS WebSocket from {peer}");
-        serve(Connection::server(ws, Config::default())).await
+        serve(Connection::server(ws, Config::default()).expect("valid config")).await
     });
 
     let tcp = TcpStream::connect(addr).await?;
     let url = format!("wss://localhost:{}/", addr.port());
     let (ws, _) = tls::connect(&url, tcp, tls::client_config([cert])?).await?;
-    let conn = Connection::client(ws, Config::default());
+    let conn = Connection::client(ws, Config::default()).expect("valid config");
     for text in ["hello", "over", "TLS"] {
         let mut stream = conn.open().await?;
         stream.write_all(text.as_bytes()).await?;

@@ -49,7 +49,9 @@ pub struct ConnectConfig {
     /// How long one attempt (`dial` and the upgrade) may take once its turn has come. Waiting for
     /// the turn is not counted: it is bounded by the attempts before it. Default 30 s.
     pub timeout: Duration,
-    /// Configuration of the WebSocket (message and frame size limits, buffers).
+    /// Configuration of the WebSocket (message and frame size limits, buffers). Default: messages
+    /// up to 16 MiB. For a multiplexed [`Connection`](crate::Connection) use
+    /// [`websocket_config`](crate::websocket_config)`(&config)`.
     pub websocket: WebSocketConfig,
 }
 
@@ -57,7 +59,7 @@ impl Default for ConnectConfig {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(30),
-            websocket: WebSocketConfig::default(),
+            websocket: crate::websocket::default_websocket_config(),
         }
     }
 }

@@ -1,14 +1,16 @@
 //! The crate's typed error.
 //!
 //! Every in-band failure of a read or write is an [`std::io::Error`] whose inner error is an
-//! [`Error`]: downcast it to learn the code.
+//! [`Error`]: downcast it ([`Error::from_io`]) to learn the code. Every variant can be matched:
+//! a timeout is [`Error::TimedOut`], a refused handshake [`Error::Handshake`], an I/O failure
+//! [`Error::Io`] keeping its kind — no meaning lives only in a string.
 //!
 //! ```
 //! use std::io;
 //! use ws_stream_mux::{Error, ErrorCode};
 //!
 //! fn peer_reset_code(err: &io::Error) -> Option<ErrorCode> {
-//!     match err.get_ref()?.downcast_ref::<Error>()? {
+//!     match Error::from_io(err)? {
 //!         Error::Reset(code) => Some(*code),
 //!         _ => None,
 //!     }
@@ -19,23 +21,49 @@
 //! assert_eq!(peer_reset_code(&err), Some(ErrorCode(4001)));
 //! ```
 
-use std::{io, sync::Arc};
+use std::{fmt, io, sync::Arc};
 
 use crate::{
-    code::{CloseCode, ErrorCode, MAX_CLOSE_REASON_LEN},
-    proto::ProtoError,
+    handshake::HandshakeError,
+    proto::{
+        ApiError, CloseCode, ConnectionError, ErrorCode, ProtoError, StreamError, StreamId,
+        MAX_CLOSE_REASON_LEN,
+    },
 };
+
+/// What timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Timeout {
+    /// The closing handshake: the peer did not answer our Close frame within the close timeout
+    /// (the connection was dropped).
+    Close,
+    /// A ping's pong did not come within the ping timeout.
+    Ping,
+    /// A graceful shutdown's streams did not finish before its deadline.
+    Shutdown,
+}
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Timeout::Close => "the closing handshake timed out",
+            Timeout::Ping => "no pong within the ping timeout",
+            Timeout::Shutdown => "streams did not finish before the shutdown deadline",
+        })
+    }
+}
 
 /// What went wrong. Cheap to clone: one connection failure is reported to every stream.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The peer aborted its writing on this stream (ERROR Read): our read side fails with its code.
+    /// The peer aborted its writing on this stream (a reset): our reads fail with its code.
     #[error("stream reset by the peer with code {0}")]
     Reset(ErrorCode),
 
-    /// The peer stopped reading this stream (ERROR Write or CLOSE Write): our writes fail with its
-    /// code (0 for CLOSE Write).
+    /// The peer stopped reading this stream: our writes fail with its code (0 for the
+    /// @matrixai/ws protocol's CLOSE Write).
     #[error("stream stopped by the peer with code {0}")]
     Stopped(ErrorCode),
 
@@ -43,7 +71,7 @@ pub enum Error {
     #[error("stream already ended locally with code {0}")]
     LocallyEnded(ErrorCode),
 
-    /// The write side was already finished (`close`d); no more bytes can be written.
+    /// The write side was already finished; no more bytes can be written.
     #[error("stream already finished writing")]
     Finished,
 
@@ -58,8 +86,8 @@ pub enum Error {
     StreamOverflow(u64),
 
     /// The connection is closed. `code` is what the Close frame said (1005 when it had no code),
-    /// or 1006 when the connection ended without one.
-    #[error("connection closed with code {code}{}", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
+    /// or 1006 when the connection ended without one (then `reason` says what the transport said).
+    #[error("connection closed with code {code}{}", reason_suffix(.reason))]
     ConnectionClosed {
         /// The close code.
         code: CloseCode,
@@ -67,22 +95,58 @@ pub enum Error {
         reason: String,
     },
 
-    /// The peer broke the protocol in a way that ends the whole connection (we closed it with
-    /// 1002, 1003 or 1009).
+    /// A QMux connection was closed by an application with this code (APPLICATION_CLOSE).
+    #[error("connection closed with application code {code}{}", reason_suffix(.reason))]
+    ApplicationClosed {
+        /// The application's code.
+        code: u64,
+        /// The reason (possibly empty).
+        reason: String,
+    },
+
+    /// A QMux peer closed the connection reporting a transport error (CONNECTION_CLOSE).
+    #[error("the peer closed the connection with QMux error 0x{code:x}{}", reason_suffix(.reason))]
+    PeerError {
+        /// The peer's transport error code.
+        code: u64,
+        /// The peer's reason.
+        reason: String,
+    },
+
+    /// The peer broke the protocol in a way that ends the whole connection; we closed it with
+    /// [`ProtoError::close_code`].
     #[error("protocol violation: {0}")]
     Protocol(#[from] ProtoError),
 
-    /// An I/O or WebSocket error from the transport.
-    #[error("transport error: {0}")]
-    Transport(Arc<io::Error>),
+    /// An I/O error, with its kind.
+    #[error("I/O error: {0}")]
+    Io(Arc<io::Error>),
 
-    /// `close` was called with a code an application may not send (only 1000, 1001, 4000–4999).
+    /// Something did not happen in time.
+    #[error("timed out: {0}")]
+    TimedOut(Timeout),
+
+    /// The WebSocket handshake failed or was refused.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+
+    /// An application may only close with 1000, 1001 or 4000–4999.
     #[error("close code {0} may not be sent by an application (use 1000, 1001 or 4000-4999)")]
     InvalidCloseCode(CloseCode),
 
-    /// `close` was called with a reason longer than a Close frame carries.
+    /// A close reason longer than a Close frame carries.
     #[error("close reason is {0} bytes; at most {MAX_CLOSE_REASON_LEN} fit in a Close frame")]
     CloseReasonTooLong(usize),
+
+    /// A message larger than the socket can ever send (its `max_write_buffer_size`); nothing was
+    /// sent.
+    #[error("message of {size} bytes is larger than the socket's write buffer ({max} bytes)")]
+    MessageTooLarge {
+        /// The message's size.
+        size: usize,
+        /// The largest the socket takes.
+        max: usize,
+    },
 
     /// A stream error code above 2^62−1.
     #[error("error code {0} does not fit in a varint (at most 2^62-1)")]
@@ -92,9 +156,26 @@ pub enum Error {
     #[error("connection is already closed")]
     AlreadyClosed,
 
+    /// A graceful shutdown is under way: no new streams.
+    #[error("the connection is shutting down")]
+    ShuttingDown,
+
     /// A configuration value is out of its range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
+
+    /// The negotiated protocol has no such operation (unidirectional streams and datagrams are
+    /// QMux's).
+    #[error("not supported by the negotiated protocol: {0}")]
+    Unsupported(&'static str),
+}
+
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    }
 }
 
 impl Error {
@@ -102,18 +183,25 @@ impl Error {
     pub fn io_kind(&self) -> io::ErrorKind {
         match self {
             Error::Reset(_) | Error::Stopped(_) => io::ErrorKind::ConnectionReset,
-            Error::LocallyEnded(_) | Error::Finished | Error::AlreadyClosed => {
-                io::ErrorKind::NotConnected
-            }
-            Error::ConnectionClosed { .. } => io::ErrorKind::NotConnected,
+            Error::LocallyEnded(_)
+            | Error::Finished
+            | Error::AlreadyClosed
+            | Error::ShuttingDown
+            | Error::ConnectionClosed { .. }
+            | Error::ApplicationClosed { .. }
+            | Error::PeerError { .. } => io::ErrorKind::NotConnected,
             Error::StreamParse(_) | Error::StreamOverflow(_) | Error::Protocol(_) => {
                 io::ErrorKind::InvalidData
             }
-            Error::Transport(e) => e.kind(),
+            Error::Io(e) => e.kind(),
+            Error::TimedOut(_) => io::ErrorKind::TimedOut,
+            Error::Handshake(e) => e.io_kind(),
             Error::InvalidCloseCode(_)
             | Error::CloseReasonTooLong(_)
             | Error::InvalidErrorCode(_)
+            | Error::MessageTooLarge { .. }
             | Error::InvalidConfig(_) => io::ErrorKind::InvalidInput,
+            Error::Unsupported(_) => io::ErrorKind::Unsupported,
         }
     }
 
@@ -128,6 +216,57 @@ impl Error {
     /// Finds our error inside an `io::Error` returned by this crate.
     pub fn from_io(err: &io::Error) -> Option<&Error> {
         err.get_ref()?.downcast_ref::<Error>()
+    }
+
+    /// A stream's error, naming the stream where the error is about it.
+    pub(crate) fn from_stream(err: StreamError, id: StreamId) -> Self {
+        match err {
+            StreamError::Reset(code) => Error::Reset(code),
+            StreamError::Stopped(code) => Error::Stopped(code),
+            StreamError::LocallyEnded(code) => Error::LocallyEnded(code),
+            StreamError::Finished => Error::Finished,
+            StreamError::Parse => Error::StreamParse(id.0),
+            StreamError::Overflow => Error::StreamOverflow(id.0),
+            StreamError::ConnectionLost(err) => err.into(),
+        }
+    }
+}
+
+impl From<ConnectionError> for Error {
+    fn from(err: ConnectionError) -> Self {
+        match err {
+            ConnectionError::Closed { code, reason, .. } => {
+                Error::ConnectionClosed { code, reason }
+            }
+            ConnectionError::ApplicationClosed { code, reason, .. } => {
+                Error::ApplicationClosed { code, reason }
+            }
+            ConnectionError::PeerError { code, reason } => Error::PeerError { code, reason },
+            ConnectionError::Violation(violation) => Error::Protocol(violation),
+            ConnectionError::Abnormal { detail } => Error::abnormal(detail),
+        }
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(err: ApiError) -> Self {
+        match err {
+            ApiError::InvalidCloseCode(code) => Error::InvalidCloseCode(code),
+            ApiError::CloseReasonTooLong(len) => Error::CloseReasonTooLong(len),
+            ApiError::InvalidErrorCode(code) => Error::InvalidErrorCode(code),
+            ApiError::Unsupported(what) => Error::Unsupported(what),
+            ApiError::InvalidConfig(what) => Error::InvalidConfig(what),
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    /// An I/O error, unless it carries one of ours (then that one).
+    fn from(err: io::Error) -> Self {
+        match Error::from_io(&err) {
+            Some(ours) => ours.clone(),
+            None => Error::Io(Arc::new(err)),
+        }
     }
 }
 

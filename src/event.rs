@@ -1,17 +1,17 @@
-//! Out-of-band events, published on a [`pharos`] channel.
+//! Out-of-band events: what happens on the wire, for observers and logs.
 //!
 //! Reads and writes return only what ends them. Everything else that happens on the wire — control
 //! frames, a stream the peer shut down, a stream that failed because the peer misbehaved — is a
 //! [`WsEvent`], so it can go to your logs without interrupting the data path. Subscribe with
-//! [`pharos::Observable::observe`] on [`Connection`](crate::Connection) or
-//! [`WsIo`](crate::WsIo).
+//! `events()` on [`Connection`](crate::Connection), [`WsIo`](crate::WsIo) or
+//! [`MessageSocket`](crate::MessageSocket) (an [`EventStream`](crate::EventStream)), or through
+//! [`pharos::Observable`]. Each observer has a bounded queue; [`WsEvent::Closed`] comes last.
 
 use bytes::Bytes;
 
 use crate::{
-    code::{CloseCode, ErrorCode},
-    error::Error,
-    proto::{Half, StreamId},
+    error::{Error, Timeout},
+    proto::{CloseCode, ErrorCode, Event, Half, StreamId},
 };
 
 /// Something that happened on a connection.
@@ -40,15 +40,15 @@ pub enum WsEvent {
         len: usize,
     },
 
-    /// The peer shut down one half of a stream: `CLOSE` (graceful, `code` is `None`) or `ERROR`
-    /// (abrupt, with its code). `half` is the half of *our* stream that ended: `Read` when the peer
-    /// finished or reset its writing, `Write` when it stopped reading.
+    /// The peer shut down one half of a stream: gracefully (`code` is `None`) or abruptly, with
+    /// its code. `half` is the half of *our* stream that ended: `Read` when the peer finished or
+    /// reset its writing, `Write` when it stopped reading.
     StreamShutdown {
         /// The stream.
         id: StreamId,
         /// Our half that the peer's message ends.
         half: Half,
-        /// The error code for `ERROR`, `None` for a graceful `CLOSE`.
+        /// The error code for an abrupt end, `None` for a graceful one.
         code: Option<ErrorCode>,
     },
 
@@ -66,15 +66,23 @@ pub enum WsEvent {
         id: StreamId,
     },
 
-    /// The peer opened a stream beyond [`Config::max_streams`](crate::Config::max_streams); it was
-    /// refused with ERROR on both halves. The connection carries on.
+    /// The peer opened a stream beyond [`Config::max_streams`](crate::Config::max_streams) (or
+    /// while shutting down); it was refused. The connection carries on.
     StreamRefused {
         /// The refused stream.
         id: StreamId,
     },
 
-    /// An error that did not end the connection, such as a message for a stream that has ended.
+    /// Something went wrong that is worth a log line: a protocol violation (the connection is
+    /// being closed for it), a closing handshake that timed out.
     Error(Error),
+
+    /// Events were produced faster than the connection could hand them on, and this many were
+    /// dropped.
+    EventsDropped {
+        /// How many.
+        count: u64,
+    },
 
     /// The connection is closed; no more events follow. `code` is what ended it: the Close frame's
     /// code (sent or received), or 1006 when the connection ended without one.
@@ -86,95 +94,24 @@ pub enum WsEvent {
     },
 }
 
-/// Publishes events to pharos observers without ever blocking the connection.
-///
-/// Events wait in a queue until every observer's channel accepts them. With the default unbounded
-/// channels that is at once; a slow observer on a bounded channel makes the queue grow up to
-/// `limit` events, after which the oldest are dropped (counted in `dropped`) rather than stalling
-/// every stream behind a log reader.
-pub(crate) struct EventSink {
-    pharos: pharos::Pharos<WsEvent>,
-    queue: std::collections::VecDeque<WsEvent>,
-    limit: usize,
-    dropped: u64,
-    closed: bool,
-}
-
-impl EventSink {
-    pub(crate) fn new(limit: usize) -> Self {
-        Self {
-            pharos: pharos::Pharos::default(),
-            queue: Default::default(),
-            limit: limit.max(1),
-            dropped: 0,
-            closed: false,
+impl From<Event> for WsEvent {
+    fn from(event: Event) -> Self {
+        match event {
+            Event::CloseFrame { code, reason } => WsEvent::CloseFrame { code, reason },
+            Event::Ping(payload) => WsEvent::Ping(payload),
+            Event::Pong(payload) => WsEvent::Pong(payload),
+            Event::TextReceived { len } => WsEvent::TextReceived { len },
+            Event::StreamShutdown { id, half, code } => WsEvent::StreamShutdown { id, half, code },
+            Event::StreamParseError { id } => WsEvent::StreamParseError { id },
+            Event::StreamOverflow { id } => WsEvent::StreamOverflow { id },
+            Event::StreamRefused { id } => WsEvent::StreamRefused { id },
+            Event::Violation(violation) => WsEvent::Error(Error::Protocol(violation)),
+            Event::CloseTimedOut => WsEvent::Error(Error::TimedOut(Timeout::Close)),
+            Event::Dropped(count) => WsEvent::EventsDropped { count },
+            Event::Closed(err) => WsEvent::Closed {
+                code: err.close_code(),
+                reason: err.close_reason().to_owned(),
+            },
         }
-    }
-
-    /// Queues an event; [`EventSink::poll_deliver`] hands it to the observers.
-    pub(crate) fn emit(&mut self, event: WsEvent) {
-        if self.closed {
-            return;
-        }
-        if self.queue.len() >= self.limit {
-            self.queue.pop_front();
-            self.dropped += 1;
-        }
-        self.queue.push_back(event);
-    }
-
-    /// How many events were dropped because observers did not keep up.
-    pub(crate) fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
-    /// Adds an observer. Fails once the connection is closed.
-    pub(crate) fn observe(
-        &mut self,
-        options: pharos::ObserveConfig<WsEvent>,
-    ) -> Result<pharos::Events<WsEvent>, pharos::PharErr> {
-        use futures::FutureExt;
-        use pharos::Observable;
-        // Pharos's observe future does its work synchronously; it is ready on the first poll.
-        self.pharos
-            .observe(options)
-            .now_or_never()
-            .unwrap_or_else(|| Err(pharos::ErrorKind::Closed.into()))
-    }
-
-    /// Delivers queued events as far as observers accept them. After a `Closed` event is
-    /// delivered, the observers' streams end.
-    pub(crate) fn poll_deliver(&mut self, cx: &mut std::task::Context<'_>) {
-        use futures::Sink;
-        use std::{pin::Pin, task::Poll};
-        while !self.queue.is_empty() {
-            match Pin::new(&mut self.pharos).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                // Pharos only fails once closed; nothing more can be delivered.
-                Poll::Ready(Err(_)) => return self.queue.clear(),
-                Poll::Pending => return,
-            }
-            let Some(event) = self.queue.pop_front() else {
-                break;
-            };
-            let last = matches!(event, WsEvent::Closed { .. });
-            let _ = Pin::new(&mut self.pharos).start_send(event);
-            if last {
-                self.closed = true;
-                self.queue.clear();
-            }
-        }
-        if self.closed {
-            let _ = Pin::new(&mut self.pharos).poll_close(cx);
-        }
-    }
-}
-
-impl std::fmt::Debug for EventSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventSink")
-            .field("queued", &self.queue.len())
-            .field("dropped", &self.dropped)
-            .finish()
     }
 }

@@ -2,33 +2,30 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod code;
-mod config;
-mod conn;
-mod conn_lock;
 pub mod connect;
+mod engine;
 mod error;
 mod event;
 pub mod handshake;
 mod io;
-mod keepalive;
 mod messages;
+mod mux;
 pub mod proto;
-mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;
-mod transport;
-mod waiters;
+mod websocket;
 
-pub use code::{CloseCode, ErrorCode, MAX_CLOSE_REASON_LEN};
-pub use config::Config;
-pub use conn::Connection;
-pub use error::Error;
+pub use engine::events::EventStream;
+pub use error::{Error, Timeout};
 pub use event::WsEvent;
 pub use io::{WsIo, WsIoConfig};
 pub use messages::{DataMessage, MessageConfig, MessageSocket};
-pub use proto::{Half, ProtoError, Side, StreamId};
-pub use stream::WsStream;
+pub use mux::{Connection, RecvStream, SendStream, WsStream};
+pub use proto::{
+    CloseCode, Config, Dir, ErrorCode, Half, ProtoError, Protocol, Side, Stats, StreamId,
+    MAX_CLOSE_REASON_LEN,
+};
+pub use websocket::{io_websocket_config, websocket_config};
 
 /// The async-tungstenite version this crate is built on, re-exported so that your `WebSocketStream`
 /// type is the same as ours.

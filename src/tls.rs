@@ -78,14 +78,14 @@ fn provider() -> Arc<rustls_crate::crypto::CryptoProvider> {
 }
 
 fn config_error(err: rustls_crate::Error) -> Error {
-    Error::Transport(Arc::new(io::Error::new(io::ErrorKind::InvalidInput, err)))
+    Error::Io(Arc::new(io::Error::new(io::ErrorKind::InvalidInput, err)))
 }
 
 /// A client configuration that trusts exactly `roots` (DER certificates) and presents no client
 /// certificate.
 ///
 /// # Errors
-/// [`Error::Transport`] (kind `InvalidInput`) if a root cannot be parsed or no root is usable.
+/// [`Error::Io`] (kind `InvalidInput`) if a root cannot be parsed or no root is usable.
 pub fn client_config<'a>(
     roots: impl IntoIterator<Item = CertificateDer<'a>>,
 ) -> Result<Arc<ClientConfig>, Error> {
@@ -94,7 +94,7 @@ pub fn client_config<'a>(
         store.add(root).map_err(config_error)?;
     }
     if store.is_empty() {
-        return Err(Error::Transport(Arc::new(io::Error::new(
+        return Err(Error::Io(Arc::new(io::Error::new(
             io::ErrorKind::InvalidInput,
             "no root certificate to trust",
         ))));
@@ -111,7 +111,7 @@ pub fn client_config<'a>(
 /// clients for certificates.
 ///
 /// # Errors
-/// [`Error::Transport`] (kind `InvalidInput`) if the key does not match or cannot be used.
+/// [`Error::Io`] (kind `InvalidInput`) if the key does not match or cannot be used.
 pub fn server_config(
     cert_chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,

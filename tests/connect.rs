@@ -51,7 +51,8 @@ impl SlowServer {
                         return;
                     }
                     if let Ok((ws, _)) = accept(tcp, &config).await {
-                        let socket = MessageSocket::new(ws, MessageConfig::default());
+                        let socket =
+                            MessageSocket::new(ws, MessageConfig::default()).expect("valid config");
                         while let Ok(message) = socket.read().await {
                             let _ = socket.write(message).await;
                         }
@@ -88,7 +89,7 @@ fn connect_logged(
                 TcpStream::connect(address)
             })
             .await?;
-        Ok(MessageSocket::new(ws, MessageConfig::default()))
+        Ok(MessageSocket::new(ws, MessageConfig::default()).expect("valid config"))
     }
     .boxed()
 }
@@ -243,5 +244,5 @@ async fn process_wide_connect_works() {
     slow.next_arrival().await.send(()).unwrap();
     let (ws, response) = timeout(SAFETY, attempt).await.expect("connects").unwrap();
     assert_eq!(response.status(), 101);
-    assert_echoes(&MessageSocket::new(ws, MessageConfig::default())).await;
+    assert_echoes(&MessageSocket::new(ws, MessageConfig::default()).expect("valid config")).await;
 }

@@ -197,11 +197,12 @@ async fn valid_request_gets_101_and_a_working_websocket() {
     assert_eq!(upgrade.header("sec-websocket-version"), Some(&b"13"[..]));
 
     // Both ends are ordinary async-tungstenite WebSockets.
-    let server = MessageSocket::new(ws, MessageConfig::default());
+    let server = MessageSocket::new(ws, MessageConfig::default()).expect("valid config");
     let client = MessageSocket::new(
         WebSocketStream::from_raw_socket(tcp, Role::Client, None).await,
         MessageConfig::default(),
-    );
+    )
+    .expect("valid config");
     client.write("hello").await.unwrap();
     assert_eq!(server.read().await.unwrap(), DataMessage::text("hello"));
     server.write(vec![1u8, 2, 3]).await.unwrap();
@@ -209,9 +210,11 @@ async fn valid_request_gets_101_and_a_working_websocket() {
         client.read().await.unwrap(),
         DataMessage::binary(vec![1u8, 2, 3])
     );
-    client.close(CloseCode(4000), "done").await.unwrap();
+    // The close completes once the server answers, which it does while it is read.
+    let (closed, read) = futures::join!(client.close(CloseCode(4000), "done"), server.read());
+    closed.unwrap();
     assert!(matches!(
-        server.read().await,
+        read,
         Err(Error::ConnectionClosed { code: CloseCode(4000), reason }) if reason == "done"
     ));
 }
@@ -235,8 +238,8 @@ async fn async_tungstenite_client_connects() {
     assert_eq!(upgrade.path(), "/chat");
     assert_eq!(upgrade.protocol.as_deref(), Some("v2"));
 
-    let client = MessageSocket::new(client, MessageConfig::default());
-    let server = MessageSocket::new(server, MessageConfig::default());
+    let client = MessageSocket::new(client, MessageConfig::default()).expect("valid config");
+    let server = MessageSocket::new(server, MessageConfig::default()).expect("valid config");
     server.write("over tungstenite").await.unwrap();
     assert_eq!(
         client.read().await.unwrap(),

@@ -11,16 +11,11 @@
 
 mod interop_support;
 
-use std::num::NonZeroU32;
-
 use interop_support::{parts, Role, Session};
 use ws_stream_mux::{CloseCode, Config, Connection, WsEvent};
 
 fn small_windows() -> Config {
-    Config {
-        window: NonZeroU32::new(16).expect("non-zero"),
-        ..Config::default()
-    }
+    Config::default().window(16)
 }
 
 /// Runs our `part` against the JS `js_part` of `case`, the JS peer in `js_role`.

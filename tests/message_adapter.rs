@@ -35,7 +35,10 @@ async fn pair(config: MessageConfig) -> (MessageSocket, Peer) {
     let (peer, _) = client_async(format!("ws://127.0.0.1:{port}/"), tcp)
         .await
         .unwrap();
-    (MessageSocket::new(server.await, config), peer)
+    (
+        MessageSocket::new(server.await, config).expect("valid config"),
+        peer,
+    )
 }
 
 /// Our `MessageSocket` and a raw TCP peer that has done the upgrade and now writes frames by hand.
@@ -61,7 +64,7 @@ async fn raw_pair() -> (MessageSocket, TcpStream) {
     }
     assert!(head.starts_with(b"HTTP/1.1 101 "));
     (
-        MessageSocket::new(server.await, MessageConfig::default()),
+        MessageSocket::new(server.await, MessageConfig::default()).expect("valid config"),
         tcp,
     )
 }
@@ -226,7 +229,7 @@ async fn ping_times_out_when_no_pong_comes() {
         .expect("gives up")
         .unwrap_err();
     match &err {
-        Error::Transport(io) => assert_eq!(io.kind(), io::ErrorKind::TimedOut),
+        Error::TimedOut(ws_stream_mux::Timeout::Ping) => {}
         other => panic!("expected a timeout, got {other}"),
     }
     assert_eq!(io::Error::from(err).kind(), io::ErrorKind::TimedOut);
@@ -254,7 +257,7 @@ async fn a_cancelled_ping_is_forgotten() {
 }
 
 #[async_std::test]
-async fn close_sends_the_frame_and_only_once() {
+async fn close_sends_the_frame_once_and_returns_when_the_peer_answered() {
     let (socket, mut peer) = pair(MessageConfig::default()).await;
     assert!(matches!(
         socket.close(CloseCode(1002), "").await,
@@ -268,14 +271,20 @@ async fn close_sends_the_frame_and_only_once() {
     socket.write("still open").await.unwrap();
     assert_eq!(next(&mut peer).await, Message::text("still open"));
 
+    // The peer reads our Close frame (tungstenite answers it) and then the end of TCP.
+    let peer_side = async_std::task::spawn(async move {
+        let frame = match next(&mut peer).await {
+            Message::Close(Some(frame)) => frame,
+            other => panic!("expected a Close frame, got {other:?}"),
+        };
+        while peer.next().await.is_some() {}
+        frame
+    });
     socket.close(CloseCode(4321), "bye").await.unwrap();
-    match next(&mut peer).await {
-        Message::Close(Some(frame)) => {
-            assert_eq!(frame.code, WsCloseCode::from(4321));
-            assert_eq!(frame.reason.as_str(), "bye");
-        }
-        other => panic!("expected a Close frame, got {other:?}"),
-    }
+    let frame = timeout(SAFETY, peer_side).await.expect("TCP closed");
+    assert_eq!(frame.code, WsCloseCode::from(4321));
+    assert_eq!(frame.reason.as_str(), "bye");
+
     assert!(matches!(
         socket.close(CloseCode::NORMAL, "").await,
         Err(Error::AlreadyClosed)
@@ -285,21 +294,15 @@ async fn close_sends_the_frame_and_only_once() {
         Err(Error::AlreadyClosed)
     ));
     assert!(matches!(socket.ping().await, Err(Error::AlreadyClosed)));
-
-    // The peer's reply (tungstenite echoes our frame) ends our reads with its code, and we
-    // close the TCP connection (the server closes first), which ends the peer's stream.
-    let peer_drained = async_std::task::spawn(async move { while peer.next().await.is_some() {} });
+    // Reads end with our close.
     assert!(matches!(
         read(&socket).await,
         Err(Error::ConnectionClosed { code: CloseCode(4321), reason }) if reason == "bye"
     ));
-    timeout(SAFETY, peer_drained)
-        .await
-        .expect("TCP closed while the handle lives");
 }
 
 #[async_std::test]
-async fn close_takes_effect_even_when_it_times_out() {
+async fn close_gives_up_after_the_close_timeout_and_abandons_what_could_not_leave() {
     let (socket, mut peer) =
         pair(MessageConfig::default().close_timeout(Duration::from_millis(200))).await;
     // A message far larger than the socket buffers, while the peer does not read: the write
@@ -315,26 +318,29 @@ async fn close_takes_effect_even_when_it_times_out() {
             .is_err(),
         "socket buffers absorbed 15 MiB"
     );
-    let err = socket
-        .close(CloseCode::GOING_AWAY, "timeout")
+    let err = timeout(SAFETY, socket.close(CloseCode::GOING_AWAY, "timeout"))
         .await
+        .expect("close gives up")
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Transport(io) if io.kind() == io::ErrorKind::TimedOut),
+        matches!(&err, Error::TimedOut(ws_stream_mux::Timeout::Close)),
         "{err}"
     );
     assert!(matches!(
         socket.close(CloseCode::NORMAL, "").await,
         Err(Error::AlreadyClosed)
     ));
-
-    // The peer catches up: the big message, then our Close frame, sent by the writer's flush.
-    assert_eq!(next(&mut peer).await.len(), 15 << 20);
-    match next(&mut peer).await {
-        Message::Close(Some(frame)) => assert_eq!(frame.code, WsCloseCode::Away),
-        other => panic!("expected a Close frame, got {other:?}"),
+    // The message never left whole: its write says so, and the peer sees TCP end without a
+    // Close frame.
+    let written = timeout(SAFETY, writer).await.expect("writer ends");
+    assert!(written.is_err(), "{written:?}");
+    loop {
+        match timeout(SAFETY, peer.next()).await.expect("peer ends") {
+            Some(Ok(Message::Close(_))) => panic!("a Close frame got through"),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => break,
+        }
     }
-    timeout(SAFETY, writer).await.expect("writer ends").unwrap();
 }
 
 #[async_std::test]
@@ -449,8 +455,8 @@ async fn data_sent_before_our_close_is_still_read() {
     let (socket, mut peer) = pair(MessageConfig::default()).await;
     // Already in our TCP buffer when we close: the peer may send until it answers our Close.
     peer.send(Message::text("in flight")).await.unwrap();
-    socket.close(CloseCode(4000), "enough").await.unwrap();
     let peer_replies = async_std::task::spawn(async move { while peer.next().await.is_some() {} });
+    socket.close(CloseCode(4000), "enough").await.unwrap();
     assert_eq!(read(&socket).await.unwrap(), DataMessage::text("in flight"));
     assert!(matches!(
         read(&socket).await,
@@ -465,10 +471,20 @@ async fn data_sent_before_our_close_is_still_read() {
 #[async_std::test]
 async fn connection_ending_before_the_reply_to_our_close_is_1006() {
     let (socket, mut tcp) = raw_pair().await;
-    socket.close(CloseCode::NORMAL, "").await.unwrap();
+    let closing = {
+        let socket = socket.clone();
+        async_std::task::spawn(async move { socket.close(CloseCode::NORMAL, "").await })
+    };
     let (first, _) = server_frame(&mut tcp).await;
     assert_eq!(first, 0x88, "our Close frame");
     drop(tcp); // no reply
+    assert!(matches!(
+        timeout(SAFETY, closing).await.expect("close ends"),
+        Err(Error::ConnectionClosed {
+            code: CloseCode::ABNORMAL,
+            ..
+        })
+    ));
     assert!(matches!(
         read(&socket).await,
         Err(Error::ConnectionClosed {
@@ -481,12 +497,19 @@ async fn connection_ending_before_the_reply_to_our_close_is_1006() {
 #[async_std::test]
 async fn a_protocol_violation_after_our_close_ends_the_connection() {
     let (socket, mut tcp) = raw_pair().await;
-    socket.close(CloseCode::NORMAL, "").await.unwrap();
+    let closing = {
+        let socket = socket.clone();
+        async_std::task::spawn(async move { socket.close(CloseCode::NORMAL, "").await })
+    };
     let (first, _) = server_frame(&mut tcp).await;
     assert_eq!(first, 0x88, "our Close frame");
     tcp.write_all(&client_frame(0x83, b"reserved opcode"))
         .await
         .unwrap();
+    assert!(matches!(
+        timeout(SAFETY, closing).await.expect("close ends"),
+        Err(Error::Protocol(ProtoError::WebSocket(_)))
+    ));
     assert!(matches!(
         read(&socket).await,
         Err(Error::Protocol(ProtoError::WebSocket(_)))

@@ -28,8 +28,8 @@ async fn tcp_drop_mid_transfer_fails_every_stream_with_1006_within_a_second() {
     within("abrupt drop", async {
         let (client_ws, server_ws) = ws_pair().await;
         let server_tcp = server_ws.get_ref().clone();
-        let client = Connection::client(client_ws, Config::default());
-        let server = Connection::server(server_ws, Config::default());
+        let client = Connection::client(client_ws, Config::default()).expect("valid config");
+        let server = Connection::server(server_ws, Config::default()).expect("valid config");
 
         // The server echoes every stream.
         let echo = async_std::task::spawn(async move {
@@ -120,7 +120,7 @@ async fn tcp_drop_mid_transfer_fails_every_stream_with_1006_within_a_second() {
 async fn peer_vanishing_before_any_stream_fails_accept_with_1006() {
     within("vanish", async {
         let (client_ws, server_ws) = ws_pair().await;
-        let conn = Connection::server(server_ws, Config::default());
+        let conn = Connection::server(server_ws, Config::default()).expect("valid config");
         drop(client_ws);
         let err = conn.accept().await.unwrap_err();
         assert!(

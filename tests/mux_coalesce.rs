@@ -9,17 +9,14 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use ws_stream_mux::{Config, Connection};
 
 fn coalescing() -> Config {
-    Config {
-        coalesce_writes: true,
-        ..Config::default()
-    }
+    Config::default().coalesce_writes(true)
 }
 
 #[async_std::test]
 async fn one_mib_in_1_kib_writes_travels_in_16_messages() {
     within("coalesce count", async {
         let (mut raw, server_ws) = ws_pair().await;
-        let server = Connection::server(server_ws, coalescing());
+        let server = Connection::server(server_ws, coalescing()).expect("valid config");
         // The raw client opens stream 0 with a 4 MiB window.
         raw.send(Message::binary(vec![0, 0, 1, 0, 0x40, 0, 0]))
             .await

@@ -71,10 +71,7 @@ async fn echo_100_concurrent_streams_8_mib_each() {
 #[async_std::test]
 async fn split_halves_in_separate_tasks_with_a_tiny_window() {
     within("split halves", async {
-        let tiny = Config {
-            window: std::num::NonZeroU32::new(64).unwrap(),
-            ..Config::default()
-        };
+        let tiny = Config::default().window(64);
         let (client, server) = conn_pair(tiny.clone(), tiny).await;
         async_std::task::spawn(async move {
             while let Ok(stream) = server.accept().await {

@@ -12,18 +12,17 @@ use pharos::Observable;
 use ws_stream_mux::{CloseCode, Config, Connection, Error, WsEvent};
 
 fn config(interval: Option<u64>, idle: Option<u64>) -> Config {
-    Config {
-        keep_alive_interval: interval.map(Duration::from_millis),
-        idle_timeout: idle.map(Duration::from_millis),
-        ..Config::default()
-    }
+    Config::default()
+        .keep_alive_interval(interval.map(Duration::from_millis))
+        .idle_timeout(idle.map(Duration::from_millis))
 }
 
 #[async_std::test]
 async fn quiet_connection_is_pinged_and_pongs_are_observed() {
     within("pings", async {
         let (mut raw, server_ws) = ws_pair().await;
-        let mut server = Connection::server(server_ws, config(Some(30), None));
+        let mut server =
+            Connection::server(server_ws, config(Some(30), None)).expect("valid config");
         let mut events = server.observe(Default::default()).await.unwrap();
         let driver = async_std::task::spawn(server.run());
         // The raw client reads (and so answers every Ping with a Pong).
@@ -51,7 +50,7 @@ async fn quiet_connection_is_pinged_and_pongs_are_observed() {
 async fn silent_peer_is_closed_with_1001_after_the_idle_timeout() {
     within("idle timeout", async {
         let (mut raw, server_ws) = ws_pair().await;
-        let server = Connection::server(server_ws, config(None, Some(150)));
+        let server = Connection::server(server_ws, config(None, Some(150))).expect("valid config");
         // The raw client neither sends nor reads until the server gave up on it.
         let err = server.accept().await.unwrap_err();
         match &err {
@@ -77,7 +76,8 @@ async fn peer_answering_pings_outlives_the_idle_timeout() {
         let (mut raw, server_ws) = ws_pair().await;
         // Pinged every 40 ms, timed out after 600 ms of silence: 25 pings span a second, well
         // past the timeout, and the peer's Pongs must keep the connection open all along.
-        let server = Connection::server(server_ws, config(Some(40), Some(600)));
+        let server =
+            Connection::server(server_ws, config(Some(40), Some(600))).expect("valid config");
         let driver = async_std::task::spawn(server.run());
         let mut pings = 0;
         while pings < 25 {

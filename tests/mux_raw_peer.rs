@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{io, num::NonZeroU32};
+use std::io;
 
 use async_std::net::TcpStream;
 use async_tungstenite::{tungstenite::Message, WebSocketStream};
@@ -53,11 +53,8 @@ impl Raw {
 
 async fn setup(window: u32) -> (Raw, Connection, Events<WsEvent>) {
     let (client, server) = ws_pair().await;
-    let config = Config {
-        window: NonZeroU32::new(window).unwrap(),
-        ..Config::default()
-    };
-    let mut conn = Connection::server(server, config);
+    let config = Config::default().window(window);
+    let mut conn = Connection::server(server, config).expect("valid config");
     let events = conn.observe(Default::default()).await.unwrap();
     (Raw(client), conn, events)
 }

@@ -60,13 +60,13 @@ fn echo_under_tokio() {
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let ws = async_tungstenite::accept_async(tcp.compat()).await.unwrap();
-            Connection::server(ws, Config::default())
+            Connection::server(ws, Config::default()).expect("valid config")
         });
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (ws, _) = async_tungstenite::client_async(format!("ws://{addr}/"), tcp.compat())
             .await
             .unwrap();
-        let client = Connection::client(ws, Config::default());
+        let client = Connection::client(ws, Config::default()).expect("valid config");
         let server = server.await.unwrap();
         let work = echo_scenario(client, server, 3, |fut| {
             tokio::spawn(fut);
@@ -85,13 +85,13 @@ fn echo_under_smol() {
         let server = smol::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let ws = async_tungstenite::accept_async(tcp).await.unwrap();
-            Connection::server(ws, Config::default())
+            Connection::server(ws, Config::default()).expect("valid config")
         });
         let tcp = smol::net::TcpStream::connect(addr).await.unwrap();
         let (ws, _) = async_tungstenite::client_async(format!("ws://{addr}/"), tcp)
             .await
             .unwrap();
-        let client = Connection::client(ws, Config::default());
+        let client = Connection::client(ws, Config::default()).expect("valid config");
         let server = server.await;
         let work = echo_scenario(client, server, 3, |fut| smol::spawn(fut).detach());
         let timeout = async {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::{io, num::NonZeroU32, num::NonZeroUsize, task::Poll};
+use std::{io, task::Poll};
 
 use common::{conn_pair, pattern, within};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -133,10 +133,7 @@ async fn reset_and_stop_codes_reach_the_other_side_both_ways() {
 #[async_std::test]
 async fn sixteen_byte_window_writer_waits_and_data_arrives_intact() {
     within("16-byte window", async {
-        let small = Config {
-            window: NonZeroU32::new(16).unwrap(),
-            ..Config::default()
-        };
+        let small = Config::default().window(16);
         let (client, server) = conn_pair(small.clone(), small).await;
         let mut c = client.open().await.unwrap();
         // 16 bytes of credit once the server's ACK arrived (waiting on accept drives it).
@@ -187,10 +184,7 @@ async fn sixteen_byte_window_writer_waits_and_data_arrives_intact() {
 #[async_std::test]
 async fn stream_limit_makes_opener_wait_and_refuses_excess_peer_streams() {
     within("stream limit", async {
-        let one = Config {
-            max_streams: NonZeroUsize::new(1).unwrap(),
-            ..Config::default()
-        };
+        let one = Config::default().max_streams(1);
 
         // Our own limit: a second open waits until the first stream is over.
         let (client, server) = conn_pair(one.clone(), Config::default()).await;

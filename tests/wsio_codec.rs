@@ -107,7 +107,10 @@ mod tokio_codecs {
     };
     use ws_stream_mux::async_tungstenite;
 
-    async fn tokio_pair() -> (WsIo, WsIo) {
+    async fn tokio_pair() -> (
+        WsIo<tokio_util::compat::Compat<TcpStream>>,
+        WsIo<tokio_util::compat::Compat<TcpStream>>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = async {

@@ -93,7 +93,7 @@ async fn echo_once(listener: TcpListener) -> Received {
     }
     Received {
         bytes,
-        ended: io.ended().cloned(),
+        ended: io.ended(),
     }
 }
 

@@ -120,10 +120,7 @@ where
 
 /// A multiplexed configuration that allows `streams` streams each way.
 pub fn mux_config(streams: usize) -> Config {
-    Config {
-        max_streams: std::num::NonZeroUsize::new(streams.max(1024)).expect("non-zero"),
-        ..Config::default()
-    }
+    Config::default().max_streams(streams.max(1024))
 }
 
 /// One round of `contender` on async-std.
@@ -171,13 +168,11 @@ pub async fn round(contender: Contender, total: u64, write_size: usize) -> Sampl
         }
         Contender::OursStream | Contender::OursStreamCoalesced => {
             let (c, s) = net::ws_pair().await;
-            let config = Config {
-                coalesce_writes: contender == Contender::OursStreamCoalesced,
-                ..Config::default()
-            };
+            let config =
+                Config::default().coalesce_writes(contender == Contender::OursStreamCoalesced);
             let (client, server) = (
-                Connection::client(c, config.clone()),
-                Connection::server(s, config),
+                Connection::client(c, config.clone()).expect("valid config"),
+                Connection::server(s, config).expect("valid config"),
             );
             let writer = client.open().await.expect("open");
             let accepting = server.clone();
@@ -309,8 +304,8 @@ pub async fn many_round(contender: Contender, streams: usize, per_stream: u64) -
         }
         Contender::OursStream => {
             let (c, s) = net::ws_pair().await;
-            let client = Connection::client(c, Config::default());
-            let server = Connection::server(s, Config::default());
+            let client = Connection::client(c, Config::default()).expect("valid config");
+            let server = Connection::server(s, Config::default()).expect("valid config");
             let clock = Stopwatch::start();
             let accepting = server.clone();
             let readers = async_std::task::spawn(async move {
@@ -371,8 +366,8 @@ pub async fn tokio_round(contender: Contender, total: u64, write_size: usize) ->
             sample
         }
         Contender::OursStream => {
-            let client = Connection::client(c, Config::default());
-            let server = Connection::server(s, Config::default());
+            let client = Connection::client(c, Config::default()).expect("valid config");
+            let server = Connection::server(s, Config::default()).expect("valid config");
             let mut w = client.open().await.expect("open");
             let accepting = server.clone();
             let reader = tokio::spawn(async move {

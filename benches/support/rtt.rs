@@ -57,12 +57,10 @@ pub async fn round_trips(contender: Contender, count: usize) -> Vec<Duration> {
         }
         Contender::OursStream | Contender::OursStreamCoalesced => {
             let (c, s) = net::ws_pair().await;
-            let config = Config {
-                coalesce_writes: contender == Contender::OursStreamCoalesced,
-                ..Config::default()
-            };
-            let client = Connection::client(c, config.clone());
-            let server = Connection::server(s, config);
+            let config =
+                Config::default().coalesce_writes(contender == Contender::OursStreamCoalesced);
+            let client = Connection::client(c, config.clone()).expect("valid config");
+            let server = Connection::server(s, config).expect("valid config");
             let stream = client.open().await.expect("open");
             let accepting = server.clone();
             let latencies = bytes(

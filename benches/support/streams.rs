@@ -34,8 +34,8 @@ pub async fn open_echo_close(contender: Contender, count: usize) -> Sample {
     match contender {
         Contender::OursStream => {
             let (c, s) = net::ws_pair().await;
-            let client = Connection::client(c, mux_config(0));
-            let server = Connection::server(s, mux_config(0));
+            let client = Connection::client(c, mux_config(0)).expect("valid config");
+            let server = Connection::server(s, mux_config(0)).expect("valid config");
             let accepting = server.clone();
             let echo = async_std::task::spawn(async move {
                 for _ in 0..count {
@@ -84,8 +84,8 @@ pub async fn open_echo_close_parallel(
     match contender {
         Contender::OursStream => {
             let (c, s) = net::ws_pair().await;
-            let client = Connection::client(c, mux_config(0));
-            let server = Connection::server(s, mux_config(0));
+            let client = Connection::client(c, mux_config(0)).expect("valid config");
+            let server = Connection::server(s, mux_config(0)).expect("valid config");
             let accepting = server.clone();
             let echo = async_std::task::spawn(async move {
                 let mut handlers = Vec::with_capacity(count);
@@ -202,8 +202,8 @@ pub async fn idle_streams(contender: Contender, n: usize) -> IdleReport {
     match contender {
         Contender::OursStream => {
             let (c, s) = net::ws_pair().await;
-            let client = Connection::client(c, mux_config(n + 1));
-            let server = Connection::server(s, mux_config(n + 1));
+            let client = Connection::client(c, mux_config(n + 1)).expect("valid config");
+            let server = Connection::server(s, mux_config(n + 1)).expect("valid config");
             let (go_tx, go_rx) = oneshot::channel::<()>();
             let accepting = server.clone();
             let peer = async_std::task::spawn(async move {

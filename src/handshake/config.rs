@@ -43,7 +43,11 @@ pub struct AcceptConfig {
     /// client offers in `Sec-WebSocket-Protocol` is selected; when none matches (or the client
     /// offers none) the answer names no subprotocol. Default: none.
     pub protocols: Vec<String>,
-    /// Configuration of the accepted WebSocket (message and frame size limits, buffers).
+    /// Configuration of the accepted WebSocket (message and frame size limits, buffers). Default:
+    /// messages up to 16 MiB, refused while still arriving (tungstenite's own default is 64 MiB).
+    /// For a multiplexed [`Connection`](crate::Connection) use
+    /// [`websocket_config`](crate::websocket_config)`(&config)`, which bounds them by the
+    /// connection's window.
     pub websocket: WebSocketConfig,
 }
 
@@ -57,7 +61,7 @@ impl Default for AcceptConfig {
             origin: OriginPolicy::Any,
             path: PathPolicy::Any,
             protocols: Vec::new(),
-            websocket: WebSocketConfig::default(),
+            websocket: crate::websocket::default_websocket_config(),
         }
     }
 }

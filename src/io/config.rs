@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::{error::Error, proto::LifecycleConfig};
 
-/// Settings for a [`WsIo`](crate::WsIo). Start from [`Default`] and change what you need:
+/// Settings for a [`WsIo`](crate::WsIo), in the same style as [`Config`](crate::Config): public
+/// fields, a setter of the same name for each, checked when the `WsIo` is built
+/// ([`WsIo::with_config`](crate::WsIo::with_config)), which fails with [`Error::InvalidConfig`]
+/// naming the field.
 ///
 /// ```
 /// use std::time::Duration;
@@ -12,18 +15,45 @@ use crate::error::Error;
 ///
 /// let config = WsIoConfig::default()
 ///     .write_message_size(16 * 1024)
+///     .keep_alive_interval(Some(Duration::from_secs(20)))
 ///     .close_timeout(Some(Duration::from_secs(2)));
-/// assert_eq!(config.get_write_message_size(), 16 * 1024);
+/// assert_eq!(config.write_message_size, 16 * 1024);
+/// assert!(config.validate().is_ok());
 /// ```
-///
-/// Values are checked when the `WsIo` is built ([`WsIo::with_config`](crate::WsIo::with_config)),
-/// which fails with [`Error::InvalidConfig`] for a zero size.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WsIoConfig {
-    max_message_size: usize,
-    write_message_size: usize,
-    close_timeout: Option<Duration>,
-    event_queue: usize,
+    /// The largest message accepted from the peer, in bytes. A larger one closes the connection
+    /// with 1009 (message too big) and fails reads with
+    /// [`ProtoError::MessageTooBig`](crate::ProtoError::MessageTooBig). Default 16 MiB.
+    ///
+    /// The socket's own limit (async-tungstenite's `WebSocketConfig::max_message_size`, 64 MiB by
+    /// default) is checked first, while a fragmented message is still arriving: build the socket
+    /// with [`websocket_config`](crate::io_websocket_config) to make that one this.
+    pub max_message_size: usize,
+    /// How many written bytes are coalesced into one binary message: writes fill a buffer of this
+    /// size, which goes out as one message when it is full, on `flush` or `close`, or when a read
+    /// waits. Also the largest message this side sends. Capped by the socket's
+    /// `max_write_buffer_size`. Default 64 KiB.
+    pub write_message_size: usize,
+    /// How long closing may take, from the moment it starts until the connection is over. After
+    /// that it is dropped and `close` reports [`Error::TimedOut`]. `None` waits for ever.
+    /// Default 10 s.
+    pub close_timeout: Option<Duration>,
+    /// Send a Ping when nothing has been heard from the peer for this long. Off by default. Pings
+    /// go out while the `WsIo` is read or written.
+    pub keep_alive_interval: Option<Duration>,
+    /// Close with 1001 when nothing has been heard from the peer for this long (dead browsers are
+    /// noticed). Off by default.
+    pub idle_timeout: Option<Duration>,
+    /// How long the peer may leave our pongs unread while it keeps sending pings, before we close
+    /// with 1008. Default 30 s.
+    pub reply_timeout: Option<Duration>,
+    /// Read text messages as bytes (their UTF-8), as if they were binary. Off by default: a text
+    /// message closes the connection with 1003. Turn it on for browsers that `send("text")`.
+    pub text_as_bytes: bool,
+    /// How many events may wait for a slow observer before the oldest are dropped. Default 1024.
+    pub event_queue: usize,
 }
 
 impl WsIoConfig {
@@ -36,63 +66,52 @@ impl WsIoConfig {
     /// Default for [`event_queue`](Self::event_queue): 1024 events.
     pub const DEFAULT_EVENT_QUEUE: usize = 1024;
 
-    /// The largest binary message accepted from the peer, in bytes. A larger one closes the
-    /// connection with 1009 (message too big) and fails reads with
-    /// [`ProtoError::MessageTooBig`](crate::ProtoError::MessageTooBig).
-    ///
-    /// The WebSocket layer has its own limit (async-tungstenite's `WebSocketConfig`, 64 MiB by
-    /// default), checked before this one while the message is still arriving: set that one when
-    /// you build the `WebSocketStream` if you lower this far below it and want to bound memory
-    /// during reception too.
+    /// Sets [`max_message_size`](Self::max_message_size).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
     }
 
-    /// How many written bytes are coalesced into one binary message. Writes fill a buffer of this
-    /// size, which is sent as one message when it is full or on `flush`/`close`. Also the size of
-    /// the largest message this side sends.
+    /// Sets [`write_message_size`](Self::write_message_size).
     pub fn write_message_size(mut self, bytes: usize) -> Self {
         self.write_message_size = bytes;
         self
     }
 
-    /// How long the closing handshake may take, from the first Close frame sent or received until
-    /// the connection is over. A client waits for the server to close TCP after the handshake (RFC
-    /// 6455 §7.1.1); with a timeout it drops the connection itself when the server does not. The
-    /// outcome is the same as if the peer had closed TCP then, and a
-    /// [`WsEvent::Error`](crate::WsEvent::Error) with [`std::io::ErrorKind::TimedOut`] tells it
-    /// happened. `None` waits for ever.
+    /// Sets [`close_timeout`](Self::close_timeout).
     pub fn close_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.close_timeout = timeout;
         self
     }
 
-    /// How many events may wait for a slow observer (one on a bounded pharos channel) before the
-    /// oldest are dropped. Observers never slow down the connection.
-    pub fn event_queue(mut self, events: usize) -> Self {
-        self.event_queue = events;
+    /// Sets [`keep_alive_interval`](Self::keep_alive_interval).
+    pub fn keep_alive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.keep_alive_interval = interval;
         self
     }
 
-    /// See [`max_message_size`](Self::max_message_size).
-    pub fn get_max_message_size(&self) -> usize {
-        self.max_message_size
+    /// Sets [`idle_timeout`](Self::idle_timeout).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
     }
 
-    /// See [`write_message_size`](Self::write_message_size).
-    pub fn get_write_message_size(&self) -> usize {
-        self.write_message_size
+    /// Sets [`reply_timeout`](Self::reply_timeout).
+    pub fn reply_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.reply_timeout = timeout;
+        self
     }
 
-    /// See [`close_timeout`](Self::close_timeout).
-    pub fn get_close_timeout(&self) -> Option<Duration> {
-        self.close_timeout
+    /// Sets [`text_as_bytes`](Self::text_as_bytes).
+    pub fn text_as_bytes(mut self, on: bool) -> Self {
+        self.text_as_bytes = on;
+        self
     }
 
-    /// See [`event_queue`](Self::event_queue).
-    pub fn get_event_queue(&self) -> usize {
-        self.event_queue
+    /// Sets [`event_queue`](Self::event_queue).
+    pub fn event_queue(mut self, events: usize) -> Self {
+        self.event_queue = events;
+        self
     }
 
     /// Checks every value is in its range.
@@ -113,6 +132,16 @@ impl WsIoConfig {
         }
         Ok(())
     }
+
+    pub(crate) fn lifecycle(&self) -> LifecycleConfig {
+        LifecycleConfig {
+            keep_alive_interval: self.keep_alive_interval,
+            idle_timeout: self.idle_timeout,
+            close_timeout: self.close_timeout,
+            reply_timeout: self.reply_timeout,
+            accept_text: false,
+        }
+    }
 }
 
 impl Default for WsIoConfig {
@@ -121,6 +150,10 @@ impl Default for WsIoConfig {
             max_message_size: Self::DEFAULT_MAX_MESSAGE_SIZE,
             write_message_size: Self::DEFAULT_WRITE_MESSAGE_SIZE,
             close_timeout: Some(Self::DEFAULT_CLOSE_TIMEOUT),
+            keep_alive_interval: None,
+            idle_timeout: None,
+            reply_timeout: Some(Duration::from_secs(30)),
+            text_as_bytes: false,
             event_queue: Self::DEFAULT_EVENT_QUEUE,
         }
     }

@@ -1,6 +1,7 @@
 //! The whole WebSocket connection as one byte stream: [`WsIo`] and its [`WsIoConfig`].
 
 mod config;
+mod session;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio_compat;
 mod ws_io;

@@ -1,14 +1,12 @@
 //! tokio's `AsyncRead`, `AsyncWrite` and `AsyncBufRead` (the `tokio` feature), forwarded to the
-//! futures-io implementations so that both families behave the same.
-//!
-//! [`impl_tokio_io!`] works for any type in this crate that implements the futures-io traits and
-//! is `Unpin`: `impl_tokio_io!(Type)` adds `AsyncRead` + `AsyncWrite`, and
-//! `impl_tokio_io!(Type, buf_read)` adds `AsyncBufRead` too.
+//! futures-io implementations so that both families behave the same. tokio's `poll_shutdown` is
+//! futures-io's `poll_close`: on a stream it finishes the write side (FIN) and waits until it
+//! left; on a `WsIo` it closes the connection (1000) and waits for the peer's Close frame.
 
-/// Implements tokio's I/O traits for a type by forwarding to its futures-io implementations.
-/// `poll_shutdown` is `poll_close`.
+/// Implements tokio's I/O traits for a type by forwarding to its futures-io implementations:
+/// `impl_tokio_io!(Type)` adds `AsyncRead` + `AsyncWrite`; `read_only` / `write_only` add one.
 macro_rules! impl_tokio_io {
-    ($ty:ty) => {
+    ($ty:ty, read_only) => {
         impl ::tokio::io::AsyncRead for $ty {
             fn poll_read(
                 self: ::std::pin::Pin<&mut Self>,
@@ -22,7 +20,8 @@ macro_rules! impl_tokio_io {
                 ::std::task::Poll::Ready(Ok(()))
             }
         }
-
+    };
+    ($ty:ty, write_only) => {
         impl ::tokio::io::AsyncWrite for $ty {
             fn poll_write(
                 self: ::std::pin::Pin<&mut Self>,
@@ -47,26 +46,68 @@ macro_rules! impl_tokio_io {
             }
         }
     };
-    ($ty:ty, buf_read) => {
-        impl_tokio_io!($ty);
-
-        impl ::tokio::io::AsyncBufRead for $ty {
-            fn poll_fill_buf(
-                self: ::std::pin::Pin<&mut Self>,
-                cx: &mut ::std::task::Context<'_>,
-            ) -> ::std::task::Poll<::std::io::Result<&[u8]>> {
-                ::futures::AsyncBufRead::poll_fill_buf(self, cx)
-            }
-
-            fn consume(self: ::std::pin::Pin<&mut Self>, amt: usize) {
-                ::futures::AsyncBufRead::consume(self, amt)
-            }
-        }
+    ($ty:ty) => {
+        $crate::io::tokio_compat::impl_tokio_io!($ty, read_only);
+        $crate::io::tokio_compat::impl_tokio_io!($ty, write_only);
     };
 }
 
-// For the other byte streams of the crate (the multiplexed `WsStream`).
-#[allow(unused_imports)]
 pub(crate) use impl_tokio_io;
 
-impl_tokio_io!(super::WsIo, buf_read);
+use std::{
+    io,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+
+use super::WsIo;
+
+impl<S> tokio::io::AsyncRead for WsIo<S>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let unfilled = buf.initialize_unfilled();
+        let n = ready!(futures::AsyncRead::poll_read(self, cx, unfilled))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S> tokio::io::AsyncWrite for WsIo<S>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        futures::AsyncWrite::poll_write(self, cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        futures::AsyncWrite::poll_flush(self, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        futures::AsyncWrite::poll_close(self, cx)
+    }
+}
+
+impl<S> tokio::io::AsyncBufRead for WsIo<S>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        futures::AsyncBufRead::poll_fill_buf(self, cx)
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        futures::AsyncBufRead::consume(self, amt)
+    }
+}

@@ -4,64 +4,85 @@ use std::{
     fmt, io,
     pin::Pin,
     task::{ready, Context, Poll},
+    time::{Duration, Instant},
 };
 
-use async_tungstenite::{tungstenite::protocol::CloseFrame, WebSocketStream};
+use async_tungstenite::WebSocketStream;
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{AsyncBufRead, AsyncRead, AsyncWrite};
 
-use crate::{code::CloseCode, error::Error, event::WsEvent, transport::Transport};
+use super::{
+    config::WsIoConfig,
+    session::{ByteSession, MAX_OUTBOX},
+};
+use crate::{
+    engine::{
+        events::{EventHub, EventStream},
+        pump::{pump, Access, Io},
+        transport::Transport,
+        Session,
+    },
+    error::{Error, Timeout},
+    event::WsEvent,
+    proto::{CloseCode, CloseOutcome, CloseRefused, ConnectionError},
+};
 
-use super::config::WsIoConfig;
+/// How many messages a [`WsIo::ping`] keeps for reads while it waits for its pong.
+const PING_INBOX: usize = 64;
 
 /// A whole WebSocket connection as one byte stream: futures-io [`AsyncRead`], [`AsyncWrite`] and
-/// [`AsyncBufRead`] (and tokio's `AsyncRead`/`AsyncWrite`/`AsyncBufRead` with the `tokio` feature),
-/// for a peer that speaks binary messages — a browser, any WebSocket server or client.
+/// [`AsyncBufRead`] (and tokio's with the `tokio` feature), for a peer that speaks binary
+/// messages — a browser, any WebSocket server or client.
 ///
 /// # Reading
 /// The payloads of the peer's binary messages, in order, as one stream of bytes; one read may
 /// span several messages, and empty messages are skipped. A read returns `Ok(0)` (end of stream)
-/// only after a proper close handshake whose code is not an error (1000, 1001, 1005 or
-/// 3000–4999); otherwise it fails with an [`io::Error`] whose inner error is our [`Error`]
+/// only after a closing handshake whose code is not an error (1000, 1001, 1005 or 3000–4999);
+/// otherwise it fails with an [`io::Error`] whose inner error is our [`Error`]
 /// ([`Error::from_io`]):
 /// - the connection ended without a Close frame: [`Error::ConnectionClosed`] with code 1006
 ///   ([`CloseCode::ABNORMAL`]), never a quiet end of stream;
 /// - the peer closed with an error code (1002, 1011, …): [`Error::ConnectionClosed`] with it;
-/// - the peer broke the protocol — a text message (we close with 1003), a message over
-///   [`WsIoConfig::max_message_size`] (1009), a bad frame (1002): [`Error::Protocol`], whose
-///   [`close_code`](crate::ProtoError::close_code) is the code we closed with.
+/// - the peer broke the protocol — a text message (we close with 1003, unless
+///   [`WsIoConfig::text_as_bytes`]), a message over [`WsIoConfig::max_message_size`] (1009), a bad
+///   frame (1002): [`Error::Protocol`], whose [`close_code`](crate::ProtoError::close_code) is the
+///   code we closed with.
 ///
-/// Reading drives the connection: pings are answered, the close handshake is completed (whoever
-/// started it) and the client-side wait for the server to close TCP is bounded by
-/// [`WsIoConfig::close_timeout`]. Keep reading until the end of stream — or call
-/// [`close`](futures::AsyncWriteExt::close) / [`close_with`](Self::close_with), which drive it
-/// too. When a read would wait and written bytes are still buffered, they are sent, so that a
-/// request/response exchange cannot deadlock on a forgotten `flush`.
+/// Reading drives the connection: pings are answered, keep-alive pings sent, the closing
+/// handshake completed. A reader that stops reading holds at most one message: the socket is not
+/// read meanwhile. When a read would wait and written bytes are still buffered, they are sent, so
+/// request/response code never deadlocks on a forgotten `flush`.
 ///
 /// # Writing
 /// Writes are coalesced: bytes collect in a buffer of [`WsIoConfig::write_message_size`] bytes
-/// (64 KiB by default) that goes out as one binary message when it is full, on `flush`, on
-/// `close`, or when a read waits. A zero-length write sends nothing. Writing after the
-/// connection began closing fails with [`io::ErrorKind::NotConnected`] (the inner [`Error`] says
-/// why). `close` (`poll_close`) sends a Close frame with 1000 (normal) and waits for the
-/// handshake; [`close_with`](Self::close_with) chooses the code and reason. Dropping a `WsIo`
-/// without closing it drops the TCP connection: the peer sees 1006.
+/// that goes out as one binary message when it is full, on `flush`, on `close`, or when a read
+/// waits. When the socket does not take more (its write buffer is full), writes wait. `flush`
+/// returns `Ok` only once the bytes were written out to the socket. A zero-length write sends
+/// nothing. Writing after the connection began closing fails with
+/// [`io::ErrorKind::NotConnected`].
+///
+/// # Closing
+/// `close` (`poll_close`; tokio's `shutdown`) sends what is buffered, then a Close frame with 1000,
+/// and waits for the peer's Close frame; [`close_with`](Self::close_with) chooses the code and
+/// reason. Both return `Ok` only when the peer's Close frame arrived, within
+/// [`WsIoConfig::close_timeout`] of the call: a typed error otherwise ([`Error::TimedOut`], or
+/// 1006 when TCP ended without an answer). Dropping a `WsIo` without closing it drops the TCP
+/// connection: the peer sees 1006.
 ///
 /// # Events
-/// [`pharos::Observable<WsEvent>`](pharos::Observable): Close frames received (code and reason),
-/// pings, pongs, text messages received, non-fatal errors, and [`WsEvent::Closed`] last. Events
-/// never block the data path; they are delivered while the `WsIo` is polled.
+/// [`events`](Self::events) (and [`pharos::Observable<WsEvent>`](pharos::Observable)): Close
+/// frames received, pings, pongs, text messages refused, errors, and [`WsEvent::Closed`] last.
+/// Events never block the data path.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-/// use pharos::Observable;
 /// use ws_stream_mux::{async_tungstenite, CloseCode, WsEvent, WsIo};
 ///
 /// let tcp = async_std::net::TcpStream::connect("127.0.0.1:8080").await?;
 /// let (ws, _) = async_tungstenite::client_async("ws://127.0.0.1:8080/", tcp).await?;
 /// let mut io = WsIo::new(ws);
-/// let mut events = io.observe(Default::default()).await?;
+/// let mut events = io.events();
 ///
 /// io.write_all(b"hello").await?;
 /// io.flush().await?; // one binary message of 5 bytes
@@ -77,23 +98,45 @@ use super::config::WsIoConfig;
 /// # Ok(())
 /// # }
 /// ```
-pub struct WsIo {
-    transport: Transport,
+pub struct WsIo<S> {
+    io: Io<WebSocketStream<S>>,
+    session: ByteSession,
+    events: EventHub,
     /// What is left of the message being read.
     incoming: Bytes,
-    /// Written bytes not yet sent; at most `write_message_size`.
+    /// Written bytes not yet handed to the session; at most `write_message_size`.
     outgoing: BytesMut,
     write_message_size: usize,
-    /// Whether our `close`/`close_with` has run its first step (flush, then Close frame).
+    /// Whether our close has started (the buffered bytes, then the Close frame, are queued).
     close_started: bool,
+    /// Whether a Close frame had been sent or received before our close started.
+    closed_before: bool,
 }
 
-impl WsIo {
+/// The pump's access to a `WsIo`'s core: direct, then its events go to its observers.
+struct Direct<'a> {
+    session: &'a mut ByteSession,
+    events: &'a mut EventHub,
+}
+
+impl Access for Direct<'_> {
+    type Session = ByteSession;
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut ByteSession) -> R) -> R {
+        let result = f(self.session);
+        while let Some(event) = self.session.poll_event() {
+            self.events.publish(event);
+        }
+        result
+    }
+}
+
+impl<S> WsIo<S>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
     /// Wraps a WebSocket whose handshake is done, with the default [`WsIoConfig`].
-    pub fn new<S>(ws: WebSocketStream<S>) -> Self
-    where
-        S: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static,
-    {
+    pub fn new(ws: WebSocketStream<S>) -> Self {
         Self::build(ws, &WsIoConfig::default())
     }
 
@@ -102,34 +145,46 @@ impl WsIo {
     /// # Errors
     /// [`Error::InvalidConfig`] when a value of `config` is out of range
     /// ([`WsIoConfig::validate`]).
-    pub fn with_config<S>(ws: WebSocketStream<S>, config: WsIoConfig) -> Result<Self, Error>
-    where
-        S: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static,
-    {
+    pub fn with_config(ws: WebSocketStream<S>, config: WsIoConfig) -> Result<Self, Error> {
         config.validate()?;
         Ok(Self::build(ws, &config))
     }
 
-    fn build<S>(ws: WebSocketStream<S>, config: &WsIoConfig) -> Self
-    where
-        S: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static,
-    {
-        let mut transport =
-            Transport::new(ws, config.get_max_message_size(), config.get_event_queue());
-        transport.set_close_timeout(config.get_close_timeout());
+    fn build(ws: WebSocketStream<S>, config: &WsIoConfig) -> Self {
+        // A message must fit the socket's write buffer, or it could never be sent (a frame adds at
+        // most 14 bytes of header).
+        let socket_limit = ws.get_config().max_write_buffer_size.saturating_sub(14);
+        let write_message_size = config.write_message_size.min(socket_limit).max(1);
+        let session = ByteSession::new(config.lifecycle(), config.text_as_bytes, Instant::now());
         Self {
-            transport,
+            io: Io::new(Transport::new(ws, config.max_message_size)),
+            session,
+            events: EventHub::new(config.event_queue),
             incoming: Bytes::new(),
             outgoing: BytesMut::new(),
-            write_message_size: config.get_write_message_size(),
+            write_message_size,
             close_started: false,
+            closed_before: false,
         }
     }
 
-    /// Sends the buffered bytes, then a Close frame with `code` and `reason`, and drives the
-    /// closing handshake to its end (reading and discarding whatever the peer still sends).
-    ///
-    /// Returns `Ok` once the connection ended cleanly (see the type's docs on reading).
+    /// Drives the connection as far as it goes without waiting: sends, and reads too unless
+    /// `read` is false (writes leave reading to readers, whose task the socket must wake).
+    fn drive(&mut self, cx: &mut Context<'_>, read: bool) {
+        let mut access = Direct {
+            session: &mut self.session,
+            events: &mut self.events,
+        };
+        pump(&mut self.io, &mut access, cx, None, true, read);
+    }
+
+    /// Drives the connection, reading included.
+    fn pump(&mut self, cx: &mut Context<'_>) {
+        self.drive(cx, true);
+    }
+
+    /// Sends the buffered bytes, then a Close frame with `code` and `reason`, and waits for the
+    /// peer's Close frame (reading and discarding whatever the peer still sends).
     ///
     /// # Errors
     /// - [`Error::InvalidCloseCode`] for a code other than 1000, 1001 or 4000–4999 and
@@ -137,49 +192,110 @@ impl WsIo {
     ///   [`MAX_CLOSE_REASON_LEN`](crate::MAX_CLOSE_REASON_LEN) bytes; nothing is sent then.
     /// - [`Error::AlreadyClosed`] when a Close frame was already sent or received before this
     ///   call: the handshake under way is driven to its end, and this code is not sent.
-    /// - What ended the connection when it did not end cleanly (for example 1006 when TCP broke).
+    /// - [`Error::TimedOut`] when the peer did not answer within the close timeout, the connection's
+    ///   error (1006) when it ended without an answer.
     pub async fn close_with(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        let frame = code.application_frame(reason)?;
-        let already = self.close_started || !self.transport.is_open();
-        let mut frame = Some(frame);
-        let end = futures::future::poll_fn(|cx| {
-            let polled = self.poll_shutdown(cx, || frame.take());
-            self.transport.events.poll_deliver(cx);
-            polled
-        })
-        .await;
-        match end {
+        code.check_application(reason)?;
+        let already = self.close_started || !self.session.lifecycle.is_open();
+        let outcome = futures::future::poll_fn(|cx| self.poll_shutdown(cx, code, reason)).await;
+        match outcome {
             Ok(()) if already => Err(Error::AlreadyClosed),
             other => other,
         }
     }
 
+    /// Sends a Ping and returns the round-trip time when its pong comes. While it waits, it reads:
+    /// data messages are kept for later reads (up to 64 of them; beyond that it stops reading until
+    /// they are read). Put a timeout around it, or set [`WsIoConfig::idle_timeout`].
+    ///
+    /// # Errors
+    /// The connection's error when it closes first.
+    pub async fn ping(&mut self) -> Result<Duration, Error> {
+        let number = self
+            .session
+            .lifecycle
+            .ping()
+            .ok_or_else(|| self.closing_error())?;
+        self.session.inbox_limit = PING_INBOX;
+        let outcome = futures::future::poll_fn(|cx| {
+            self.pump(cx);
+            let lifecycle = &self.session.lifecycle;
+            if let Some(rtt) = lifecycle.ping_result(number) {
+                return Poll::Ready(Ok(rtt));
+            }
+            if let Some(err) = lifecycle.closing_error() {
+                return Poll::Ready(Err(Error::from(err)));
+            }
+            if !lifecycle.ping_pending(number) {
+                return Poll::Ready(Err(Error::TimedOut(Timeout::Ping)));
+            }
+            Poll::Pending
+        })
+        .await;
+        self.session.inbox_limit = 1;
+        outcome
+    }
+
+    /// The last measured round-trip time (from [`ping`](Self::ping) or keep-alive pings).
+    pub fn rtt(&self) -> Option<Duration> {
+        self.session.lifecycle.rtt()
+    }
+
     /// Why the connection ended, once it has: [`Error::ConnectionClosed`] with the code and
     /// reason of the close (also after a clean close, when reads return end of stream), or
     /// [`Error::Protocol`] when we closed it because the peer broke the protocol.
-    pub fn ended(&self) -> Option<&Error> {
-        self.transport.terminal()
+    pub fn ended(&self) -> Option<Error> {
+        self.session.terminal().cloned().map(Error::from)
     }
 
-    /// How many events were dropped because an observer on a bounded channel did not keep up
-    /// (see [`WsIoConfig::event_queue`]).
-    pub fn dropped_events(&self) -> u64 {
-        self.transport.events.dropped()
+    /// Subscribes to the connection's events: a stream of [`WsEvent`]s that ends after
+    /// [`WsEvent::Closed`], with a bounded queue ([`WsIoConfig::event_queue`]). Events are
+    /// produced while the `WsIo` is read or written.
+    pub fn events(&mut self) -> EventStream {
+        self.events.subscribe()
+    }
+
+    fn closing_error(&self) -> Error {
+        self.session
+            .lifecycle
+            .closing_error()
+            .map_or(Error::AlreadyClosed, Error::from)
+    }
+
+    /// Moves the written bytes into a message for the socket.
+    fn seal_outgoing(&mut self) {
+        if !self.outgoing.is_empty() {
+            self.session
+                .outbox
+                .push_back(self.outgoing.split().freeze());
+        }
     }
 
     /// Makes `incoming` non-empty; `Ok(false)` at a clean end of stream.
     fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        while self.incoming.is_empty() {
-            match self.transport.poll_recv(cx) {
-                Poll::Ready(Ok(message)) => self.incoming = message,
-                Poll::Ready(Err(end)) => return Poll::Ready(read_end(end)),
-                Poll::Pending => {
-                    self.send_while_reading_waits(cx);
-                    return Poll::Pending;
-                }
+        loop {
+            if !self.incoming.is_empty() {
+                return Poll::Ready(Ok(true));
             }
+            if let Some(message) = self.session.inbox.pop_front() {
+                self.incoming = message;
+                continue;
+            }
+            // A read is about to wait: buffered writes go out rather than wait for a `flush` that
+            // a task blocked on this read may never call.
+            if !self.close_started && self.session.outbox.len() < MAX_OUTBOX {
+                self.seal_outgoing();
+            }
+            self.pump(cx);
+            if let Some(message) = self.session.inbox.pop_front() {
+                self.incoming = message;
+                continue;
+            }
+            if let Some(end) = self.session.terminal() {
+                return Poll::Ready(read_end(end));
+            }
+            return Poll::Pending;
         }
-        Poll::Ready(Ok(true))
     }
 
     /// Copies as much as is available without waiting, across messages.
@@ -200,23 +316,22 @@ impl WsIo {
                 break;
             }
             // More only if it is already here; an error or the end shows on the next read.
-            match self.transport.poll_recv(cx) {
-                Poll::Ready(Ok(message)) => self.incoming = message,
-                Poll::Ready(Err(_)) | Poll::Pending => break,
+            match self.session.inbox.pop_front() {
+                Some(message) => self.incoming = message,
+                None => break,
             }
         }
         Poll::Ready(Ok(filled))
     }
 
-    /// A read is about to wait: buffered writes go out rather than wait for a `flush` that a
-    /// task blocked on this read may never call. Errors stay in the transport's state and show
-    /// on the next write.
-    fn send_while_reading_waits(&mut self, cx: &mut Context<'_>) {
-        if !self.outgoing.is_empty() && !self.close_started && self.transport.is_open() {
-            if let Poll::Ready(Ok(())) = self.poll_send_outgoing(cx) {
-                let _ = self.transport.poll_flush(cx);
-            }
-        }
+    /// The error for a write once the connection is closing or closed, or once `close` began.
+    fn write_closed(&self) -> Option<io::Error> {
+        let err = match self.session.lifecycle.closing_error() {
+            Some(err) => Error::from(err),
+            None if self.close_started => Error::AlreadyClosed,
+            None => return None,
+        };
+        Some(not_connected(err))
     }
 
     fn write_from(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -227,7 +342,18 @@ impl WsIo {
             return Poll::Ready(Ok(0));
         }
         if self.outgoing.len() >= self.write_message_size {
-            ready!(self.poll_send_outgoing(cx)).map_err(not_connected)?;
+            // The message is full: it goes, once the socket has room for it.
+            if self.session.outbox.len() >= MAX_OUTBOX {
+                self.drive(cx, false);
+                if let Some(err) = self.write_closed() {
+                    return Poll::Ready(Err(err));
+                }
+                if self.session.outbox.len() >= MAX_OUTBOX {
+                    return Poll::Pending;
+                }
+            }
+            self.seal_outgoing();
+            self.drive(cx, false);
         }
         let n = buf.len().min(self.write_message_size - self.outgoing.len());
         if self.outgoing.is_empty() {
@@ -238,80 +364,77 @@ impl WsIo {
         Poll::Ready(Ok(n))
     }
 
-    /// The error for a write once the connection is closing or closed, or once `close` began.
-    fn write_closed(&self) -> Option<io::Error> {
-        let err = match self.transport.closing_error() {
-            Some(err) => err,
-            None if self.close_started => Error::AlreadyClosed,
-            None => return None,
-        };
-        Some(not_connected(err))
-    }
-
     fn flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.outgoing.is_empty() {
-            if let Some(err) = self.write_closed() {
-                return Poll::Ready(Err(err));
+        loop {
+            if !self.outgoing.is_empty() {
+                if let Some(err) = self.write_closed() {
+                    return Poll::Ready(Err(err));
+                }
+                if self.session.outbox.len() < MAX_OUTBOX {
+                    self.seal_outgoing();
+                }
             }
-            ready!(self.poll_send_outgoing(cx)).map_err(not_connected)?;
+            self.drive(cx, false);
+            let sent = self.outgoing.is_empty() && self.session.outbox.is_empty();
+            if sent && !self.session.unflushed && !self.io.transport.needs_flush() {
+                return Poll::Ready(Ok(()));
+            }
+            if self.session.terminal().is_some() {
+                // The bytes never left.
+                return Poll::Ready(Err(self.write_closed().unwrap_or_else(|| {
+                    not_connected(Error::abnormal("connection ended before the flush"))
+                })));
+            }
+            if !sent && self.session.outbox.len() < MAX_OUTBOX && !self.outgoing.is_empty() {
+                continue;
+            }
+            return Poll::Pending;
         }
-        if self.transport.needs_flush() {
-            ready!(self.transport.poll_flush(cx)).map_err(not_connected)?;
-        }
-        Poll::Ready(Ok(()))
     }
 
-    /// Hands the buffered bytes to the WebSocket as one binary message.
-    fn poll_send_outgoing(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.outgoing.is_empty() {
-            return Poll::Ready(Ok(()));
-        }
-        ready!(self.transport.poll_ready_send(cx))?;
-        Poll::Ready(self.transport.send(self.outgoing.split().freeze()))
-    }
-
-    /// Flushes the buffered bytes, sends the Close frame that `frame` gives (once), and drives
-    /// the handshake to the end. `Ok` when the connection ended cleanly.
+    /// Sends the buffered bytes and our Close frame (once), then drives the handshake to the
+    /// end. `Ok` when the peer's Close frame arrived.
     fn poll_shutdown(
         &mut self,
         cx: &mut Context<'_>,
-        frame: impl FnOnce() -> Option<CloseFrame>,
+        code: CloseCode,
+        reason: &str,
     ) -> Poll<Result<(), Error>> {
         if !self.close_started {
-            if self.transport.is_open() {
-                // The bytes written before the close leave before the Close frame. If that fails,
-                // the connection is over and the handshake below reports how.
-                if ready!(self.poll_send_outgoing(cx)).is_ok() {
-                    if let Some(frame) = frame() {
-                        // Fails only if the handshake began meanwhile, which is then driven below.
-                        let _ = self.transport.start_close(frame);
-                    }
-                }
-            }
             self.close_started = true;
-            self.outgoing.clear();
+            // The bytes written before the close leave before the Close frame.
+            self.seal_outgoing();
+            match self.session.lifecycle.close(Instant::now(), code, reason) {
+                Ok(()) => {}
+                Err(CloseRefused::AlreadyClosed) => self.closed_before = true,
+            }
         }
-        let end = ready!(self.transport.poll_closed(cx));
-        Poll::Ready(if is_clean_end(&end) { Ok(()) } else { Err(end) })
-    }
-}
-
-/// A connection that ended with a completed close handshake and a code that is not an error.
-fn is_clean_end(end: &Error) -> bool {
-    match end {
-        Error::ConnectionClosed { code, .. } => {
-            matches!(code.0, 1000 | 1001 | 1005 | 3000..=4999)
+        self.pump(cx);
+        let Some(end) = self.session.terminal() else {
+            return Poll::Pending;
+        };
+        if self.closed_before {
+            // The peer closed first (or we had): a clean end is what the caller wanted.
+            return Poll::Ready(if end.is_clean() {
+                Ok(())
+            } else {
+                Err(end.clone().into())
+            });
         }
-        _ => false,
+        Poll::Ready(match self.session.lifecycle.close_outcome() {
+            Some(CloseOutcome::Completed) => Ok(()),
+            Some(CloseOutcome::TimedOut) => Err(Error::TimedOut(Timeout::Close)),
+            _ => Err(end.clone().into()),
+        })
     }
 }
 
 /// What a read returns once the connection is over: end of stream if it ended cleanly.
-fn read_end(end: Error) -> io::Result<bool> {
-    if is_clean_end(&end) {
+fn read_end(end: &ConnectionError) -> io::Result<bool> {
+    if end.is_clean() {
         Ok(false)
     } else {
-        Err(end.into())
+        Err(Error::from(end.clone()).into())
     }
 }
 
@@ -319,25 +442,26 @@ fn not_connected(err: Error) -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, err)
 }
 
-impl AsyncRead for WsIo {
+impl<S> AsyncRead for WsIo<S>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = this.read_into(cx, buf);
-        this.transport.events.poll_deliver(cx);
-        polled
+        self.get_mut().read_into(cx, buf)
     }
 }
 
-impl AsyncBufRead for WsIo {
+impl<S> AsyncBufRead for WsIo<S>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
         let this = self.get_mut();
-        let polled = this.poll_incoming(cx);
-        this.transport.events.poll_deliver(cx);
-        match ready!(polled) {
+        match ready!(this.poll_incoming(cx)) {
             Ok(true) => Poll::Ready(Ok(&this.incoming[..])),
             Ok(false) => Poll::Ready(Ok(&[])),
             Err(err) => Poll::Ready(Err(err)),
@@ -351,65 +475,71 @@ impl AsyncBufRead for WsIo {
     }
 }
 
-impl AsyncWrite for WsIo {
+impl<S> AsyncWrite for WsIo<S>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = this.write_from(cx, buf);
-        this.transport.events.poll_deliver(cx);
-        polled
+        self.get_mut().write_from(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = this.flush(cx);
-        this.transport.events.poll_deliver(cx);
-        polled
+        self.get_mut().flush(cx)
     }
 
-    /// Sends the buffered bytes and a Close frame with 1000 (normal), then drives the close
-    /// handshake to its end. `Ok` once the connection ended cleanly, whoever closed first.
+    /// Sends the buffered bytes and a Close frame with 1000 (normal), then waits for the peer's
+    /// Close frame. `Ok` once it came, whoever closed first.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = this.poll_shutdown(cx, || CloseCode::NORMAL.application_frame("").ok());
-        this.transport.events.poll_deliver(cx);
-        polled.map_err(io::Error::from)
+        self.get_mut()
+            .poll_shutdown(cx, CloseCode::NORMAL, "")
+            .map_err(io::Error::from)
     }
 }
 
-impl pharos::Observable<WsEvent> for WsIo {
+impl<S> pharos::Observable<WsEvent> for WsIo<S>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
     type Error = pharos::PharErr;
 
-    /// Subscribes to the connection's events. Fails once the connection has closed and its
-    /// [`WsEvent::Closed`] was delivered.
+    /// Subscribes to the connection's events through pharos (a bounded channel; see
+    /// [`WsIo::events`], which also guarantees the final [`WsEvent::Closed`]). Fails once the
+    /// connection has closed.
     fn observe(
         &mut self,
         options: pharos::ObserveConfig<WsEvent>,
     ) -> pharos::Observe<'_, WsEvent, Self::Error> {
-        let observed = self.transport.events.observe(options);
+        let observed = self.events.observe(options);
         Box::pin(async move { observed })
     }
 }
 
-impl Drop for WsIo {
+impl<S> Drop for WsIo<S> {
     fn drop(&mut self) {
-        // Hand observers what is still queued (with unbounded channels, everything).
-        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        self.transport.events.poll_deliver(&mut cx);
+        // The socket goes with us: observers learn that the connection is over.
+        if self.session.terminal().is_none() {
+            self.session
+                .lifecycle
+                .handle_ended("the WsIo was dropped".to_owned());
+            while let Some(event) = self.session.lifecycle.poll_event() {
+                self.events
+                    .publish(WsEvent::from(crate::proto::Event::from(event)));
+            }
+        }
     }
 }
 
-impl fmt::Debug for WsIo {
+impl<S> fmt::Debug for WsIo<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WsIo")
-            .field("transport", &self.transport)
             .field("unread", &self.incoming.len())
             .field("unsent", &self.outgoing.len())
             .field("close_started", &self.close_started)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -420,34 +550,21 @@ mod tests {
     #[test]
     fn handles_can_move_between_threads() {
         fn assert_send<T: Send + Unpin>() {}
-        assert_send::<WsIo>();
-    }
-
-    #[test]
-    fn clean_ends() {
-        let closed = |code| Error::ConnectionClosed {
-            code: CloseCode(code),
-            reason: String::new(),
-        };
-        for clean in [1000, 1001, 1005, 3000, 4000, 4999] {
-            assert!(is_clean_end(&closed(clean)), "{clean}");
-        }
-        for unclean in [1002, 1003, 1006, 1007, 1008, 1009, 1011, 1015, 2999, 5000] {
-            assert!(!is_clean_end(&closed(unclean)), "{unclean}");
-        }
-        assert!(!is_clean_end(&Error::Protocol(
-            crate::ProtoError::TextMessage
-        )));
+        assert_send::<WsIo<async_std::net::TcpStream>>();
     }
 
     #[test]
     fn read_end_is_eof_or_typed_error() {
-        assert!(!read_end(Error::ConnectionClosed {
+        let clean = ConnectionError::Closed {
             code: CloseCode::NORMAL,
-            reason: "bye".into()
+            reason: "bye".into(),
+            initiator: crate::proto::Initiator::Peer,
+        };
+        assert!(!read_end(&clean).unwrap());
+        let err = read_end(&ConnectionError::Abnormal {
+            detail: "gone".into(),
         })
-        .unwrap());
-        let err = read_end(Error::abnormal("gone")).unwrap_err();
+        .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotConnected);
         assert!(matches!(
             Error::from_io(&err),

@@ -2,10 +2,9 @@
 
 use std::{
     future::poll_fn,
-    io,
     pin::pin,
-    sync::{Arc, Mutex, MutexGuard},
-    task::{Context, Poll, Waker},
+    sync::Arc,
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -16,11 +15,17 @@ use futures::{
 };
 use futures_timer::Delay;
 
-use super::{config::MessageConfig, data::DataMessage, driver::Driver};
+use super::{config::MessageConfig, data::DataMessage, session::MessageSession};
 use crate::{
-    code::CloseCode,
-    error::Error,
-    waiters::{WaitKey, Waiters},
+    engine::{
+        events::EventStream,
+        pump::Io,
+        shared::Shared,
+        transport::{BoxSocket, Transport},
+        wakers::Slot,
+    },
+    error::{Error, Timeout},
+    proto::{CloseCode, CloseOutcome},
 };
 
 /// A WebSocket seen as whole messages: [`read`](Self::read) the next Text or Binary message,
@@ -33,16 +38,18 @@ use crate::{
 /// the WebSocket's `max_message_size`) before the connection ends.
 ///
 /// The handle is cheap to clone and every method takes `&self`, so one task can read while others
-/// write, ping or close. No background task is needed: whichever call is waiting drives the
-/// socket. Dropping the last handle drops the connection without a Close frame; call
-/// [`close`](Self::close) first for a clean end.
+/// write, ping or close. No background task is needed: whichever call waits drives the socket
+/// (the same engine as [`Connection`](crate::Connection)'s). Messages that arrive while nobody
+/// reads are kept for [`read`](Self::read), up to [`MessageConfig::max_buffered`]; then the socket
+/// is not read until a `read` takes one. Dropping the last handle drops the connection without a
+/// Close frame; call [`close`](Self::close) first for a clean end.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use ws_stream_mux::{CloseCode, DataMessage, MessageConfig, MessageSocket};
 ///
 /// let (ws, _) = ws_stream_mux::connect::connect("ws://127.0.0.1:9001/", async_std::net::TcpStream::connect).await?;
-/// let socket = MessageSocket::new(ws, MessageConfig::default());
+/// let socket = MessageSocket::new(ws, MessageConfig::default())?;
 /// socket.write(DataMessage::text("hello")).await?;
 /// let rtt = socket.ping().await?;
 /// let reply = socket.read().await?;
@@ -52,39 +59,32 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct MessageSocket {
-    shared: Arc<Shared>,
-}
-
-/// The WebSocket has a single waker per direction, but several tasks share one socket (one
-/// reading, one pinging, one writing) and whichever of them polls it may be dropped (a cancelled
-/// ping) while the others still wait. So, as for [`Connection`](crate::Connection), the socket is
-/// always polled with the connection-wide waker of [`Waiters`], which wakes every waiting call;
-/// each re-checks its own condition under the lock.
-struct Shared {
-    driver: Mutex<Driver>,
-    /// The calls waiting on the socket, each under its own [`WaitKey::Connection`] key.
-    waiters: Arc<Waiters>,
-    /// The waker the socket is polled with: it wakes every call in `waiters`.
-    socket_waker: Waker,
-    config: MessageConfig,
+    shared: Arc<Shared<MessageSession>>,
+    config: Arc<MessageConfig>,
+    /// The largest message the socket can take (its `max_write_buffer_size`, less a header).
+    max_send: usize,
 }
 
 impl MessageSocket {
     /// Wraps an established WebSocket (from [`handshake::accept`](crate::handshake::accept),
     /// [`connect`](crate::connect::Connector::connect) or async-tungstenite directly).
-    pub fn new<S>(ws: WebSocketStream<S>, config: MessageConfig) -> Self
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when `config` is out of range ([`MessageConfig::validate`]).
+    pub fn new<S>(ws: WebSocketStream<S>, config: MessageConfig) -> Result<Self, Error>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let waiters = Arc::<Waiters>::default();
-        Self {
-            shared: Arc::new(Shared {
-                driver: Mutex::new(Driver::new(ws, config.max_buffered)),
-                socket_waker: Waker::from(waiters.clone()),
-                waiters,
-                config,
-            }),
-        }
+        config.validate()?;
+        let max_message_size = ws.get_config().max_message_size.unwrap_or(usize::MAX);
+        let max_send = ws.get_config().max_write_buffer_size.saturating_sub(14);
+        let session = MessageSession::new(config.lifecycle(), config.max_buffered, Instant::now());
+        let transport = Transport::new(Box::new(ws) as BoxSocket, max_message_size);
+        Ok(Self {
+            shared: Arc::new(Shared::new(session, Io::new(transport), config.event_queue)),
+            config: Arc::new(config),
+            max_send,
+        })
     }
 
     /// The next Text or Binary message.
@@ -98,22 +98,69 @@ impl MessageSocket {
     ///
     /// Cancel-safe: a message is never lost when the future is dropped.
     pub async fn read(&self) -> Result<DataMessage, Error> {
-        let call = self.waiting();
-        poll_fn(|cx| call.drive(cx, Driver::poll_read)).await
+        poll_fn(|cx| {
+            self.shared.poll_op(cx, Slot::Connection, |session, _| {
+                if let Some(message) = session.take_message() {
+                    return Poll::Ready(Ok(message));
+                }
+                match session.lifecycle.terminal() {
+                    Some(end) => Poll::Ready(Err(end.clone().into())),
+                    None => Poll::Pending,
+                }
+            })
+        })
+        .await
     }
 
-    /// Sends a message and flushes it.
+    /// Sends a message and waits until it was written out to the socket.
     ///
     /// # Errors
-    /// [`Error::AlreadyClosed`] after [`close`](Self::close); the connection's error after the
-    /// peer closed it or it failed.
+    /// [`Error::MessageTooLarge`] when the message cannot fit the socket's write buffer
+    /// (`max_write_buffer_size`): nothing is sent; [`Error::AlreadyClosed`] after
+    /// [`close`](Self::close); the connection's error after the peer closed it or it failed before
+    /// the message left.
     pub async fn write(&self, message: impl Into<DataMessage>) -> Result<(), Error> {
-        let mut message = Some(Message::from(message.into()));
-        let call = self.waiting();
+        let message = message.into();
+        if message.len() > self.max_send {
+            return Err(Error::MessageTooLarge {
+                size: message.len(),
+                max: self.max_send,
+            });
+        }
+        let mut message = Some(Message::from(message));
+        let seq = poll_fn(|cx| {
+            self.shared.poll_op(cx, Slot::Connection, |session, _| {
+                if let Some(err) = send_error(session) {
+                    return Poll::Ready(Err(err));
+                }
+                let Some(queued) = message.take() else {
+                    return Poll::Ready(Err(Error::AlreadyClosed));
+                };
+                match session.queue(queued.clone()) {
+                    Some(seq) => Poll::Ready(Ok(seq)),
+                    None => {
+                        message = Some(queued);
+                        Poll::Pending
+                    }
+                }
+            })
+        })
+        .await?;
+        self.shared.drive(true);
+        self.written_out(seq).await
+    }
+
+    /// Waits until message `seq` was flushed, or the connection ended.
+    async fn written_out(&self, seq: u64) -> Result<(), Error> {
         poll_fn(|cx| {
-            call.drive(cx, |driver, cx| {
-                std::task::ready!(driver.poll_send(cx, &mut message))?;
-                driver.poll_flush(cx)
+            self.shared.poll_op(cx, Slot::Connection, |session, _| {
+                if session.flushed >= seq {
+                    return Poll::Ready(Ok(()));
+                }
+                match session.lifecycle.terminal() {
+                    Some(end) => Poll::Ready(Err(end.clone().into())),
+                    None => Poll::Pending,
+                }
             })
         })
         .await
@@ -128,135 +175,105 @@ impl MessageSocket {
     /// forgets the ping (a late Pong is ignored).
     ///
     /// # Errors
-    /// [`Error::Transport`] of kind [`io::ErrorKind::TimedOut`] when no Pong came within
-    /// [`ping_timeout`](MessageConfig::ping_timeout); the connection's error when it closed first.
+    /// [`Error::TimedOut`] ([`Timeout::Ping`]) when no Pong came within
+    /// [`ping_timeout`](MessageConfig::ping_timeout); [`Error::AlreadyClosed`] after our close;
+    /// the connection's error when it closed first.
     pub async fn ping(&self) -> Result<Duration, Error> {
-        let (id, ping) = self.lock_driver().new_ping()?;
-        let _forget = ForgetPing { socket: self, id };
-        let call = self.waiting();
-        let exchange = async move {
-            let mut ping = Some(ping);
-            let sent = poll_fn(|cx| {
-                call.drive(cx, |driver, cx| {
-                    std::task::ready!(driver.poll_send(cx, &mut ping))?;
-                    std::task::ready!(driver.poll_flush(cx))?;
-                    Poll::Ready(Ok::<_, Error>(Instant::now()))
-                })
+        let number = self.shared.with_state(|state| {
+            if let Some(err) = send_error(&state.session) {
+                return Err(err);
+            }
+            state.session.lifecycle.ping().ok_or(Error::AlreadyClosed)
+        })?;
+        self.shared.drive(true);
+        let pong = poll_fn(|cx| {
+            self.shared.poll_op(cx, Slot::Connection, |session, _| {
+                let lifecycle = &session.lifecycle;
+                if let Some(rtt) = lifecycle.ping_result(number) {
+                    return Poll::Ready(Ok(rtt));
+                }
+                if lifecycle.closed_by_us() {
+                    // We closed: the peer owes us its Close frame, not Pongs.
+                    return Poll::Ready(Err(Error::AlreadyClosed));
+                }
+                if let Some(end) = lifecycle.closing_error() {
+                    return Poll::Ready(Err(end.into()));
+                }
+                if lifecycle.ping_pending(number) {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(Err(Error::TimedOut(Timeout::Ping)))
+                }
             })
-            .await?;
-            let arrived =
-                poll_fn(|cx| call.drive(cx, |driver, cx| driver.poll_pong(cx, id))).await?;
-            Ok(arrived.saturating_duration_since(sent))
-        };
-        let timeout = self.shared.config.ping_timeout;
-        match select(pin!(exchange), Delay::new(timeout)).await {
+        });
+        match select(pin!(pong), Delay::new(self.config.ping_timeout)).await {
             Either::Left((result, _)) => result,
-            Either::Right(((), _)) => Err(timed_out(format!("no pong within {timeout:?}"))),
+            Either::Right(((), _)) => Err(Error::TimedOut(Timeout::Ping)),
         }
     }
 
-    /// Starts the closing handshake: sends a Close frame with `code` and `reason` and returns once
-    /// it is sent. Read on to get the peer's reply (reads then end with
-    /// [`Error::ConnectionClosed`]), or drop the socket.
+    /// Closes the connection: the messages already written go out, then a Close frame with
+    /// `code` and `reason`; returns `Ok` once the peer answered with its Close frame. Messages
+    /// that arrive before the answer are still read (up to
+    /// [`max_buffered`](MessageConfig::max_buffered) of them wait for [`read`](Self::read);
+    /// later ones are discarded), and reads then end with the close.
     ///
-    /// The close takes effect at the first poll, even if the future is then dropped (say by a
-    /// timeout): the frame still goes out with the next call that drives the socket, writes fail
-    /// and a second `close` returns [`Error::AlreadyClosed`].
+    /// Whatever the peer does, it returns within [`close_timeout`](MessageConfig::close_timeout):
+    /// the connection is then dropped. The close takes effect at the first poll, even if the
+    /// future is then dropped.
     ///
     /// # Errors
     /// - [`Error::InvalidCloseCode`] / [`Error::CloseReasonTooLong`]: only 1000, 1001 and
     ///   4000–4999 with a reason of at most 123 bytes may be sent. Nothing is sent then.
     /// - [`Error::AlreadyClosed`]: a Close frame was already sent or received, or the connection
     ///   is over.
-    /// - [`Error::Transport`] of kind [`io::ErrorKind::TimedOut`] when the frame could not be sent
-    ///   within [`close_timeout`](MessageConfig::close_timeout) (the peer does not read); the
-    ///   connection counts as closed all the same.
+    /// - [`Error::TimedOut`] ([`Timeout::Close`]) when the peer did not answer in time; the
+    ///   connection's error (1006) when it ended without an answer.
     pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        let frame = code.application_frame(reason)?;
-        self.lock_driver().start_close(frame)?;
-        let call = self.waiting();
-        let sent = poll_fn(|cx| call.drive(cx, Driver::poll_close_sent));
-        let timeout = self.shared.config.close_timeout;
-        match select(pin!(sent), Delay::new(timeout)).await {
-            Either::Left((result, _)) => result,
-            Either::Right(((), _)) => Err(timed_out(format!(
-                "close frame not sent within {timeout:?}"
-            ))),
-        }
+        code.check_application(reason)?;
+        self.shared
+            .with_state(|state| state.session.lifecycle.close(Instant::now(), code, reason))
+            .map_err(|_| Error::AlreadyClosed)?;
+        self.shared.drive(true);
+        poll_fn(|cx| {
+            self.shared.poll_op(cx, Slot::Connection, |session, _| {
+                let lifecycle = &session.lifecycle;
+                let Some(end) = lifecycle.terminal() else {
+                    return Poll::Pending;
+                };
+                Poll::Ready(match lifecycle.close_outcome() {
+                    Some(CloseOutcome::Completed) => Ok(()),
+                    Some(CloseOutcome::TimedOut) => Err(Error::TimedOut(Timeout::Close)),
+                    _ => Err(end.clone().into()),
+                })
+            })
+        })
+        .await
     }
 
-    fn lock_driver(&self) -> MutexGuard<'_, Driver> {
-        self.shared.lock_driver()
-    }
-
-    /// A call that is about to wait on the socket.
-    fn waiting(&self) -> Waiting<'_> {
-        Waiting {
-            shared: &self.shared,
-            key: WaitKey::Connection(self.shared.waiters.next_key()),
-        }
-    }
-}
-
-/// One call (`read`, `write`, `ping`, `close`) waiting on the socket under its own key; forgotten
-/// when the call ends or is dropped.
-struct Waiting<'a> {
-    shared: &'a Shared,
-    key: WaitKey,
-}
-
-impl Waiting<'_> {
-    /// Registers the calling task and runs `f` on the driver with the context to poll the socket
-    /// with: its waker wakes every registered call. Registering *before* polling means a wake-up
-    /// cannot fall between "the socket had nothing" and "I registered".
-    fn drive<T>(&self, cx: &Context<'_>, f: impl FnOnce(&mut Driver, &mut Context<'_>) -> T) -> T {
-        let waiters = &self.shared.waiters;
-        waiters.register(self.key, cx.waker());
-        let mut socket_cx = Context::from_waker(&self.shared.socket_waker);
-        let (result, news) = {
-            let mut driver = self.shared.lock_driver();
-            let result = f(&mut driver, &mut socket_cx);
-            (result, driver.take_news())
-        };
-        if news {
-            waiters.wake_matching(|key| *key != self.key);
-        }
-        result
+    /// Subscribes to the connection's events (see [`Connection::events`](crate::Connection::events)).
+    pub fn events(&self) -> EventStream {
+        self.shared.with_state(|state| state.events.subscribe())
     }
 }
 
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.shared.waiters.unregister(self.key);
+/// The error for an attempt to send now, if sending is no longer possible.
+fn send_error(session: &MessageSession) -> Option<Error> {
+    let lifecycle = &session.lifecycle;
+    if lifecycle.closed_by_us() {
+        return Some(Error::AlreadyClosed);
     }
-}
-
-/// Removes a ping from the outstanding ones when its future ends or is dropped.
-struct ForgetPing<'a> {
-    socket: &'a MessageSocket,
-    id: u64,
-}
-
-impl Drop for ForgetPing<'_> {
-    fn drop(&mut self) {
-        self.socket.lock_driver().forget_ping(self.id);
-    }
-}
-
-impl Shared {
-    fn lock_driver(&self) -> MutexGuard<'_, Driver> {
-        self.driver
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-fn timed_out(what: String) -> Error {
-    Error::Transport(Arc::new(io::Error::new(io::ErrorKind::TimedOut, what)))
+    lifecycle.closing_error().map(Error::from)
 }
 
 impl std::fmt::Debug for MessageSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.lock_driver().fmt(f)
+        let (buffered, discarded) = self
+            .shared
+            .with_state(|state| (state.session.inbox.len(), state.session.discarded));
+        f.debug_struct("MessageSocket")
+            .field("buffered", &buffered)
+            .field("discarded", &discarded)
+            .finish_non_exhaustive()
     }
 }

@@ -10,8 +10,14 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::{Mux, ReadOutcome, Side, StreamId};
-use crate::{code::ErrorCode, config::Config, error::Error};
+use std::time::Instant;
+
+use super::{
+    wire::Frame, Config, Dir, ErrorCode, Mux, Protocol, ReadOutcome, Side, StreamError as Error,
+    StreamKey, Transmit,
+};
+
+use super::StreamId;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -51,11 +57,12 @@ struct Half {
 }
 
 struct World {
+    now: Instant,
     mux: [Mux; 2],
     /// Messages in flight from side `i` to the other side.
     wire: [VecDeque<Bytes>; 2],
     /// Streams each side knows (opened or accepted), in order.
-    known: [Vec<StreamId>; 2],
+    known: [Vec<StreamKey>; 2],
     halves: [HashMap<StreamId, Half>; 2],
     counter: u8,
 }
@@ -66,17 +73,17 @@ impl World {
     }
 
     fn with_coalescing(window: u32, coalesce_writes: bool) -> Self {
-        let config = Config {
-            coalesce_writes,
-            window: std::num::NonZeroU32::new(window).unwrap(),
-            max_data_per_message: std::num::NonZeroUsize::new(37).unwrap(),
-            send_buffer: std::num::NonZeroUsize::new(300).unwrap(),
-            ..Config::default()
-        };
+        let config = Config::default()
+            .coalesce_writes(coalesce_writes)
+            .window(window)
+            .max_data_per_message(37)
+            .send_buffer(300);
+        let now = Instant::now();
         Self {
+            now,
             mux: [
-                Mux::new(Side::Client, config.clone()),
-                Mux::new(Side::Server, config),
+                Mux::new(Side::Client, Protocol::Wire, config.clone(), now),
+                Mux::new(Side::Server, Protocol::Wire, config, now),
             ],
             wire: Default::default(),
             known: Default::default(),
@@ -85,14 +92,32 @@ impl World {
         }
     }
 
-    fn pick(&self, side: usize, i: usize) -> Option<StreamId> {
+    fn key(&self, side: usize, id: StreamId) -> Option<StreamKey> {
+        self.known[side].iter().copied().find(|key| key.id() == id)
+    }
+
+    fn pick(&self, side: usize, i: usize) -> Option<StreamKey> {
         let known = &self.known[side];
         (!known.is_empty()).then(|| known[i % known.len()])
     }
 
     fn pump_out(&mut self, side: usize) {
-        while let Some(msg) = self.mux[side].poll_transmit() {
-            self.wire[side].push_back(msg);
+        self.pump_out_with(side, false);
+    }
+
+    fn pump_out_with(&mut self, side: usize, flush_partial: bool) {
+        while let Some(transmit) = self.mux[side].poll_transmit(self.now, flush_partial) {
+            match transmit {
+                Transmit::Binary(msg) => self.wire[side].push_back(msg),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        while self.mux[side].poll_wake().is_some() {}
+        while let Some(event) = self.mux[side].poll_event() {
+            assert!(
+                !matches!(event, super::Event::Violation(_) | super::Event::Closed(_)),
+                "a correct peer never ends the connection: {event:?}"
+            );
         }
     }
 
@@ -103,11 +128,13 @@ impl World {
             let Some(msg) = self.wire[from].pop_front() else {
                 break;
             };
-            self.mux[to]
-                .handle_message(&msg)
-                .expect("a correct peer never causes a connection error");
+            self.mux[to].handle_message(self.now, msg);
+            assert!(
+                self.mux[to].closing_error().is_none(),
+                "a correct peer never causes a connection error"
+            );
         }
-        while let Ok(Some(id)) = self.mux[to].accept() {
+        while let Ok(Some(id)) = self.mux[to].accept(Dir::Bi) {
             self.known[to].push(id);
         }
     }
@@ -115,7 +142,7 @@ impl World {
     fn apply(&mut self, op: Op) {
         match op {
             Op::Open(s) => {
-                if let Ok(Some(id)) = self.mux[s].open() {
+                if let Ok(Some(id)) = self.mux[s].open(self.now, Dir::Bi) {
                     self.known[s].push(id);
                 }
             }
@@ -127,8 +154,8 @@ impl World {
                         self.counter
                     })
                     .collect();
-                if let Ok(accepted) = self.mux[s].write(id, &data) {
-                    let half = self.halves[s].entry(id).or_default();
+                if let Ok(accepted) = self.mux[s].write(id, self.now, &data) {
+                    let half = self.halves[s].entry(id.id()).or_default();
                     half.written.extend_from_slice(&data[..accepted]);
                 }
             }
@@ -139,21 +166,24 @@ impl World {
             Op::Finish(s, i) => {
                 let Some(id) = self.pick(s, i) else { return };
                 if self.mux[s].finish(id).is_ok() {
-                    self.halves[s].entry(id).or_default().finished = true;
+                    self.halves[s].entry(id.id()).or_default().finished = true;
                 }
             }
             Op::Reset(s, i, code) => {
                 let Some(id) = self.pick(s, i) else { return };
-                let fin_already_sent = self.mux[s].is_send_done(id);
-                if self.mux[s].reset(id, ErrorCode(code)).is_ok() {
-                    let half = self.halves[s].entry(id).or_default();
-                    assert!(!fin_already_sent, "reset accepted after the FIN left");
+                let fin_already_sent = matches!(self.mux[s].poll_stopped(id), Some(Ok(None)));
+                let half = self.halves[s].entry(id.id()).or_default();
+                if !fin_already_sent
+                    && half.reset.is_none()
+                    && self.mux[s].reset(id, ErrorCode(code)).is_ok()
+                    && !matches!(self.mux[s].poll_stopped(id), Some(Ok(Some(_))))
+                {
                     half.reset = Some(ErrorCode(code));
                 }
             }
             Op::Stop(s, i, code) => {
                 let Some(id) = self.pick(s, i) else { return };
-                let half = self.halves[s].entry(id).or_default();
+                let half = self.halves[s].entry(id.id()).or_default();
                 if half.read_end.is_none() && self.mux[s].stop(id, ErrorCode(code)).is_ok() {
                     half.stopped = Some(ErrorCode(code));
                     half.read_end = Some(Err(Error::LocallyEnded(ErrorCode(code))));
@@ -164,8 +194,8 @@ impl World {
     }
 
     /// Reads up to `n` bytes; returns whether anything happened.
-    fn read(&mut self, s: usize, id: StreamId, n: usize) -> bool {
-        let half = self.halves[s].entry(id).or_default();
+    fn read(&mut self, s: usize, id: StreamKey, n: usize) -> bool {
+        let half = self.halves[s].entry(id.id()).or_default();
         if half.read_end.is_some() {
             return false;
         }
@@ -193,8 +223,7 @@ impl World {
             let mut progress = false;
             for s in 0..2 {
                 // Quiescing stands for tasks waiting on the connection: held-back data goes out.
-                self.mux[s].uncork_all();
-                self.pump_out(s);
+                self.pump_out_with(s, true);
                 if !self.wire[s].is_empty() {
                     let n = self.wire[s].len();
                     self.deliver(s, n);
@@ -228,7 +257,8 @@ impl World {
                 if let Some(code) = r.stopped {
                     // The writer learns of the stop unless its own writing had already ended.
                     if !w.finished && w.reset.is_none() {
-                        let err = self.mux[writer].write(id, b"x").unwrap_err();
+                        let key = self.key(writer, id).expect("the writer knows it");
+                        let err = self.mux[writer].write(key, self.now, b"x").unwrap_err();
                         assert!(
                             matches!(err, Error::Stopped(c) if c == code),
                             "stream {id}: writer saw {err:?} after stop {code}"
@@ -256,7 +286,8 @@ impl World {
                             "stream {id}: open stream ended or lost bytes"
                         );
                         // Liveness: the reader consumed everything, so credit must be back.
-                        let more = self.mux[writer].write(id, b"z");
+                        let key = self.key(writer, id).expect("the writer knows it");
+                        let more = self.mux[writer].write(key, self.now, b"z");
                         assert!(
                             matches!(more, Ok(1)),
                             "stream {id}: writer starved: {more:?}"
@@ -294,21 +325,21 @@ fn late_error_after_fin_keeps_the_data() {
     world.apply(Op::Open(0));
     world.deliver(0, 10);
     world.deliver(1, 10);
-    let id = world.known[1][0];
-    world.mux[1].write(id, b"kept").unwrap();
-    world.mux[1].finish(id).unwrap();
+    let key = world.known[1][0];
+    let client_key = world.known[0][0];
+    world.mux[1].write(key, world.now, b"kept").unwrap();
+    world.mux[1].finish(key).unwrap();
     world.pump_out(1);
-    world.wire[1]
-        .push_back(super::message::Frame::Error(super::Half::Read, ErrorCode(7)).to_bytes(id));
+    world.wire[1].push_back(Frame::Error(super::Half::Read, ErrorCode(7)).to_bytes(key.id()));
     world.deliver(1, 10);
     let mut buf = [0u8; 8];
     assert!(matches!(
-        world.mux[0].read(id, &mut buf),
+        world.mux[0].read(client_key, &mut buf),
         Ok(ReadOutcome::Data(4))
     ));
     assert_eq!(&buf[..4], b"kept");
     assert!(matches!(
-        world.mux[0].read(id, &mut buf),
+        world.mux[0].read(client_key, &mut buf),
         Ok(ReadOutcome::End)
     ));
 }
@@ -324,14 +355,19 @@ fn sends_take_turns_between_streams() {
     let ids = world.known[0].clone();
     for id in &ids {
         // 3 messages' worth each (max 37 bytes per DATA message in this world).
-        assert_eq!(world.mux[0].write(*id, &[1u8; 111]).unwrap(), 111);
+        assert_eq!(
+            world.mux[0].write(*id, world.now, &[1u8; 111]).unwrap(),
+            111
+        );
     }
     let mut order = Vec::new();
-    while let Some(msg) = world.mux[0].poll_transmit() {
-        let (id, _) = super::message::Frame::decode(&msg).unwrap();
+    while let Some(Transmit::Binary(msg)) = world.mux[0].poll_transmit(world.now, false) {
+        let (id, _) = Frame::decode(&msg).unwrap();
         order.push(id.0);
     }
-    let expected: Vec<u64> = (0..3).flat_map(|_| ids.iter().map(|id| id.0)).collect();
+    let expected: Vec<u64> = (0..3)
+        .flat_map(|_| ids.iter().map(|id| id.id().0))
+        .collect();
     assert_eq!(order, expected, "round-robin, one message per turn");
 }
 
@@ -344,17 +380,16 @@ fn coalescing_holds_small_writes_until_full_or_uncorked() {
     let id = world.known[0][0];
     // 37-byte DATA messages in this world: 10 writes of 10 bytes fill two and start a third.
     for _ in 0..10 {
-        assert_eq!(world.mux[0].write(id, &[5u8; 10]).unwrap(), 10);
+        assert_eq!(world.mux[0].write(id, world.now, &[5u8; 10]).unwrap(), 10);
     }
     let mut sizes = Vec::new();
-    while let Some(msg) = world.mux[0].poll_transmit() {
+    while let Some(Transmit::Binary(msg)) = world.mux[0].poll_transmit(world.now, false) {
         sizes.push(msg.len() - 3);
     }
     assert_eq!(sizes, [37, 37], "only full messages leave while corked");
-    world.mux[0].uncork_all();
-    let rest = world.mux[0]
-        .poll_transmit()
-        .expect("the partial message leaves once uncorked");
+    let Some(Transmit::Binary(rest)) = world.mux[0].poll_transmit(world.now, true) else {
+        panic!("the partial message leaves once uncorked");
+    };
     assert_eq!(rest.len() - 3, 26);
-    assert!(world.mux[0].poll_transmit().is_none());
+    assert!(world.mux[0].poll_transmit(world.now, true).is_none());
 }

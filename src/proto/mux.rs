@@ -1,84 +1,187 @@
-//! The multiplexer: all streams of one connection, the rules of WIRE.md, and the choice of what
-//! to send next.
+//! [`Mux`]: the sans-IO state of one multiplexed connection — its lifecycle, its streams and the
+//! wire protocol it speaks.
 
-use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::{
-    message::{Frame, MessageError},
-    stream::{ReadOutcome, SendState, Stream},
-    Half, ProtoError, Side, StreamId,
+    code::{CloseCode, ErrorCode},
+    config::Config,
+    error::{ConnectionError, ProtoError, StreamError},
+    event::{Event, EventQueue, Wake},
+    id::{Dir, Side, StreamId},
+    lifecycle::{CloseOutcome, CloseRefused, Lifecycle, LifecycleEvent, LifecycleOutput},
+    streams::{ReadOutcome, SendState, StreamKey, Streams, StreamsConfig},
+    wire::Wire,
 };
-use crate::{code::ErrorCode, config::Config, error::Error, event::WsEvent};
 
-/// Which handle of a stream should be woken.
+/// What a pinned payload is charged by default: tungstenite's read buffer size.
+const DEFAULT_PIN_UNIT: usize = 128 * 1024;
+
+/// The most pinned payloads of one connection may be charged before further ones are copied.
+pub const PIN_BUDGET: usize = 4 << 20;
+
+/// Which wire protocol a connection speaks, chosen at the WebSocket handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wake {
-    /// The reader: data, end of stream or an error arrived.
-    Read(StreamId),
-    /// The writer: credit arrived, queued data left, or the half ended.
-    Write(StreamId),
-    /// Tasks waiting in `accept`.
-    Accept,
-    /// Tasks waiting in `open` for a free slot.
-    Open,
+#[non_exhaustive]
+pub enum Protocol {
+    /// The @matrixai/ws stream protocol (no subprotocol negotiated).
+    Wire,
 }
 
-/// The sans-IO connection state. See the [module docs](super).
+/// Something for the socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// A binary message.
+    Binary(Bytes),
+    /// A WebSocket Ping.
+    Ping(Bytes),
+    /// Our WebSocket Close frame.
+    Close {
+        /// Its code.
+        code: CloseCode,
+        /// Its reason.
+        reason: String,
+    },
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The connection is closing or closed.
+    #[error(transparent)]
+    Closed(#[from] ConnectionError),
+    /// A graceful shutdown is under way: no new streams.
+    #[error("the connection is shutting down")]
+    ShuttingDown,
+    /// The protocol has no such streams.
+    #[error(transparent)]
+    Unsupported(#[from] super::error::ApiError),
+}
+
+/// What the connection counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// WebSocket messages we sent (data and control of the stream protocol).
+    pub messages_sent: u64,
+    /// Their bytes.
+    pub bytes_sent: u64,
+    /// WebSocket messages the peer sent us.
+    pub messages_received: u64,
+    /// Their bytes.
+    pub bytes_received: u64,
+    /// Streams we opened.
+    pub streams_opened: u64,
+    /// Streams the peer opened that the application accepted.
+    pub streams_accepted: u64,
+    /// Streams the peer opened that we refused (over the limit, or shutting down).
+    pub streams_refused: u64,
+    /// Resets we sent.
+    pub resets_sent: u64,
+    /// Resets the peer sent.
+    pub resets_received: u64,
+    /// Bytes buffered for readers now.
+    pub buffered: u64,
+    /// The most bytes buffered for readers at once.
+    pub peak_buffered: u64,
+    /// The last ping round-trip time.
+    pub rtt: Option<Duration>,
+    /// Time writers spent waiting for the peer's credit, summed over streams.
+    pub credit_blocked: Duration,
+}
+
+/// A graceful shutdown under way.
+#[derive(Debug)]
+struct Drain {
+    code: CloseCode,
+    reason: String,
+    deadline: Option<Instant>,
+}
+
+/// The sans-IO state of one multiplexed connection.
+///
+/// Four kinds of method, as in quinn-proto:
+/// - getters (`&self`);
+/// - `handle_*`: what the socket produced ([`handle_message`](Self::handle_message), pings,
+///   pongs, Close frames, the socket ending) and the passing of time
+///   ([`handle_timeout`](Self::handle_timeout));
+/// - commands from the application: [`open`](Self::open), [`accept`](Self::accept),
+///   [`read`](Self::read), [`write`](Self::write), [`finish`](Self::finish), [`reset`](Self::reset),
+///   [`stop`](Self::stop), [`release`](Self::release), [`close`](Self::close), …;
+/// - `poll_*`: what to do next — [`poll_transmit`](Self::poll_transmit) (what to send),
+///   [`poll_timeout`](Self::poll_timeout) (when to call `handle_timeout`),
+///   [`poll_wake`](Self::poll_wake) (which handle may progress) and
+///   [`poll_event`](Self::poll_event) (what to tell observers).
+///
+/// After any input or command, call the `poll_*` methods until they return `None`: events first
+/// (so that an event explaining an end is published before a read can see that end), then
+/// wakes, then transmits, then re-arm the timer from `poll_timeout`.
 #[derive(Debug)]
 pub struct Mux {
     side: Side,
     config: Config,
-    streams: HashMap<StreamId, Stream>,
-    /// The next id we open.
-    next_local: u64,
-    /// The lowest peer id not seen yet; lower ones not in `streams` have ended.
-    next_peer: u64,
-    /// Streams in `streams` opened by us / by the peer, for the limits.
-    local_count: usize,
-    peer_count: usize,
-    /// Peer-opened streams not yet accepted.
-    accept_queue: VecDeque<StreamId>,
-    /// ACK, ERROR and CLOSE-Write messages: sent before any DATA.
-    control: VecDeque<Bytes>,
-    /// Streams with DATA or a FIN to send, taking turns one message each.
-    ready: VecDeque<StreamId>,
-    /// Streams holding back a partly filled DATA message (`Config::coalesce_writes`).
-    corked: Vec<StreamId>,
-    events: Vec<WsEvent>,
-    wakes: Vec<Wake>,
-    /// Set once the connection is over: every stream fails with it.
-    closed: Option<Error>,
-    /// Whether queued messages were dropped for good (the socket is gone).
-    transmit_discarded: bool,
+    lifecycle: Lifecycle,
+    streams: Streams,
+    protocol: Wire,
+    events: EventQueue,
+    /// The streams were told the connection is closing.
+    streams_failed: bool,
+    /// Nothing more can be sent; queued data was dropped.
+    abandoned: bool,
+    drain: Option<Drain>,
+    stats: Stats,
+    /// Something was handed out since the last complete flush.
+    unflushed: bool,
 }
 
 impl Mux {
-    /// A new connection for `side`.
-    pub fn new(side: Side, config: Config) -> Self {
+    /// A connection on `side` speaking `protocol`, open at `now`. `config` must be valid
+    /// ([`Config::validate`]).
+    pub fn new(side: Side, protocol: Protocol, config: Config, now: Instant) -> Self {
+        let Protocol::Wire = protocol;
+        let streams = Streams::new(StreamsConfig {
+            window: u64::from(config.window),
+            budget: Some(config.receive_budget),
+            send_buffer: config.send_buffer,
+            max_payload: config.max_data_per_message,
+            coalesce: config.coalesce_writes,
+            pin_unit: DEFAULT_PIN_UNIT,
+            pin_budget: PIN_BUDGET,
+        });
         Self {
             side,
+            lifecycle: Lifecycle::new(config.lifecycle(), now),
+            events: EventQueue::new(config.event_queue),
+            protocol: Wire::new(side, config.max_streams),
+            streams,
             config,
-            streams: HashMap::new(),
-            next_local: side.parity(),
-            next_peer: 1 - side.parity(),
-            local_count: 0,
-            peer_count: 0,
-            accept_queue: VecDeque::new(),
-            control: VecDeque::new(),
-            ready: VecDeque::new(),
-            corked: Vec::new(),
-            events: Vec::new(),
-            wakes: Vec::new(),
-            closed: None,
-            transmit_discarded: false,
+            streams_failed: false,
+            abandoned: false,
+            drain: None,
+            stats: Stats::default(),
+            unflushed: false,
         }
     }
+
+    /// Sets what a payload kept as it came (zero-copy) is charged against the pin budget: the size
+    /// of the read buffer it may keep alive (tungstenite's `read_buffer_size`).
+    pub fn set_pin_unit(&mut self, bytes: usize) {
+        self.streams.config.pin_unit = bytes.max(1);
+    }
+
+    // ----- getters -----
 
     /// Which side we are.
     pub fn side(&self) -> Side {
         self.side
+    }
+
+    /// The protocol spoken.
+    pub fn protocol(&self) -> Protocol {
+        Protocol::Wire
     }
 
     /// The configuration.
@@ -86,479 +189,556 @@ impl Mux {
         &self.config
     }
 
-    fn is_local(&self, id: StreamId) -> bool {
-        id.0 % 2 == self.side.parity()
-    }
-
-    /// Streams currently tracked.
+    /// Streams currently tracked (open, or still owing the wire something).
     pub fn stream_count(&self) -> usize {
         self.streams.len()
     }
 
-    /// The error every operation fails with once the connection is over.
-    pub fn closed(&self) -> Option<&Error> {
-        self.closed.as_ref()
+    /// The stream's wire id, if it still exists.
+    pub fn stream_id(&self, key: StreamKey) -> Option<StreamId> {
+        self.streams.get(key).map(|s| s.id)
     }
 
-    // ----- user actions -----
-
-    /// Opens a stream: queues our ACK with the window. `Ok(None)` when at the stream limit.
-    pub fn open(&mut self) -> Result<Option<StreamId>, Error> {
-        if let Some(err) = &self.closed {
-            return Err(err.clone());
-        }
-        if self.local_count >= self.config.max_streams.get() {
-            return Ok(None);
-        }
-        if self.next_local > super::varint::MAX {
-            return Err(Error::InvalidConfig("stream ids exhausted"));
-        }
-        let id = StreamId(self.next_local);
-        self.next_local += 2;
-        let stream = Stream::new(id, self.config.window.get());
-        self.control
-            .push_back(Frame::Ack(stream.window()).to_bytes(id));
-        self.streams.insert(id, stream);
-        self.local_count += 1;
-        Ok(Some(id))
+    /// The error every operation fails with, from the moment the connection started closing.
+    pub fn closing_error(&self) -> Option<ConnectionError> {
+        self.lifecycle.closing_error()
     }
 
-    /// The next stream the peer opened, if any.
-    pub fn accept(&mut self) -> Result<Option<StreamId>, Error> {
-        if let Some(id) = self.accept_queue.pop_front() {
-            return Ok(Some(id));
+    /// The error that ended the connection, once it is over: the socket can be dropped.
+    pub fn terminal(&self) -> Option<&ConnectionError> {
+        self.lifecycle.terminal()
+    }
+
+    /// How our own close ended, once it has.
+    pub fn close_outcome(&self) -> Option<&CloseOutcome> {
+        self.lifecycle.close_outcome()
+    }
+
+    /// Whether the IO layer should read the socket now.
+    pub fn wants_input(&self) -> bool {
+        self.lifecycle.wants_input()
+    }
+
+    /// Whether a flush is owed for the closing handshake.
+    pub fn flush_owed(&self) -> bool {
+        self.lifecycle.flush_owed()
+    }
+
+    /// Whether a read on the stream would not wait.
+    pub fn readable(&self, key: StreamKey) -> bool {
+        self.streams
+            .get(key)
+            .and_then(|s| s.recv.as_ref())
+            .is_none_or(|recv| recv.readable())
+    }
+
+    /// Whether a write on the stream would progress or fail rather than wait.
+    pub fn writable(&self, key: StreamKey) -> bool {
+        self.streams.writable(key)
+    }
+
+    /// Whether anything may be waiting to be sent.
+    pub fn has_transmit(&self) -> bool {
+        !self.abandoned
+            && (self.protocol.has_transmit(&self.streams) || self.lifecycle.flush_owed())
+    }
+
+    /// Whether partial messages are held back (with [`Config::coalesce_writes`]).
+    pub fn has_corked(&self) -> bool {
+        self.streams.has_corked()
+    }
+
+    /// The last ping round-trip time.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.lifecycle.rtt()
+    }
+
+    /// Whether our ping `number` still waits for its pong.
+    pub fn ping_pending(&self, number: u64) -> bool {
+        self.lifecycle.ping_pending(number)
+    }
+
+    /// The round trip of our ping `number`, once its pong came.
+    pub fn ping_result(&self, number: u64) -> Option<Duration> {
+        self.lifecycle.ping_result(number)
+    }
+
+    /// Whether everything handed out for the socket has been written out (flushed).
+    pub fn is_flushed(&self) -> bool {
+        !self.unflushed
+    }
+
+    /// What the connection counted.
+    pub fn stats(&self) -> Stats {
+        let counted = &self.streams.stats;
+        Stats {
+            streams_opened: counted.opened,
+            streams_accepted: counted.accepted,
+            streams_refused: counted.refused,
+            resets_sent: counted.resets_sent,
+            resets_received: counted.resets_received,
+            buffered: self.streams.buffered_total(),
+            peak_buffered: self.streams.peak_buffered,
+            rtt: self.lifecycle.rtt(),
+            credit_blocked: counted.credit_blocked,
+            ..self.stats.clone()
         }
-        match &self.closed {
-            Some(err) => Err(err.clone()),
+    }
+
+    /// Credit all streams hold against the receive budget (for tests of the bounds).
+    pub fn held_credit(&self) -> u64 {
+        self.streams.held_credit()
+    }
+
+    /// Pin budget in use (for tests of the bounds).
+    pub fn pinned(&self) -> usize {
+        self.streams.pinned()
+    }
+
+    // ----- input -----
+
+    /// One binary message from the peer.
+    pub fn handle_message(&mut self, now: Instant, message: Bytes) {
+        self.stats.messages_received += 1;
+        self.stats.bytes_received += message.len() as u64;
+        self.lifecycle.handle_heard(now);
+        if !self.lifecycle.accepts_data() {
+            // Either side started closing: nothing more is delivered.
+            return;
+        }
+        let max = self.config.effective_max_message_size();
+        if message.len() > max {
+            self.lifecycle
+                .handle_violation(now, ProtoError::MessageTooBig { max });
+        } else {
+            self.streams.now = Some(now);
+            if let Err(violation) =
+                self.protocol
+                    .handle_message(&mut self.streams, &mut self.events, &message)
+            {
+                self.lifecycle.handle_violation(now, violation);
+            }
+        }
+        self.settle(now);
+    }
+
+    /// A text message of `len` bytes arrived: a violation (1003).
+    pub fn handle_text(&mut self, now: Instant, len: usize) {
+        self.lifecycle.handle_text(now, len);
+        self.settle(now);
+    }
+
+    /// A Ping arrived (tungstenite answers it).
+    pub fn handle_ping(&mut self, now: Instant, payload: Bytes) {
+        self.lifecycle.handle_ping(now, payload);
+        self.settle(now);
+    }
+
+    /// A Pong arrived.
+    pub fn handle_pong(&mut self, now: Instant, payload: Bytes) {
+        self.lifecycle.handle_pong(now, payload);
+        self.settle(now);
+    }
+
+    /// The peer's Close frame arrived.
+    pub fn handle_close_frame(&mut self, now: Instant, frame: Option<(CloseCode, String)>) {
+        self.lifecycle.handle_close_frame(now, frame);
+        self.settle(now);
+    }
+
+    /// The WebSocket layer found the peer breaking the protocol.
+    pub fn handle_violation(&mut self, now: Instant, violation: ProtoError) {
+        self.lifecycle.handle_violation(now, violation);
+        self.settle(now);
+    }
+
+    /// The socket ended (EOF, or an I/O error described by `detail`).
+    pub fn handle_ended(&mut self, now: Instant, detail: String) {
+        self.lifecycle.handle_ended(detail);
+        self.settle(now);
+    }
+
+    /// Everything handed to the socket has been written out.
+    pub fn handle_flushed(&mut self, now: Instant) {
+        self.unflushed = false;
+        self.lifecycle.handle_flushed(now);
+        self.settle(now);
+    }
+
+    /// Acts on the deadlines that passed by `now`; calling it early does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.lifecycle.handle_timeout(now);
+        if self
+            .drain
+            .as_ref()
+            .and_then(|drain| drain.deadline)
+            .is_some_and(|due| now >= due)
+        {
+            self.finish_drain(now);
+        }
+        self.settle(now);
+    }
+
+    // ----- commands: the connection -----
+
+    /// Opens a stream. `Ok(None)`: at the stream limit, wait for [`Wake::Openable`].
+    pub fn open(&mut self, now: Instant, dir: Dir) -> Result<Option<StreamKey>, OpenError> {
+        if let Some(err) = self.lifecycle.closing_error() {
+            return Err(OpenError::Closed(err));
+        }
+        if self.drain.is_some() {
+            return Err(OpenError::ShuttingDown);
+        }
+        self.streams.now = Some(now);
+        Ok(self.protocol.open(&mut self.streams, dir)?)
+    }
+
+    /// The next stream the peer opened. `Ok(None)`: none yet, wait for [`Wake::Incoming`]. Once
+    /// the connection is closing, the streams that arrived before are still handed out, then
+    /// the error.
+    pub fn accept(&mut self, dir: Dir) -> Result<Option<StreamKey>, ConnectionError> {
+        if let Some(key) = self.streams.accept(dir) {
+            return Ok(Some(key));
+        }
+        match self.lifecycle.closing_error() {
+            Some(err) => Err(err),
             None => Ok(None),
         }
     }
 
-    /// Reads from stream `id` into `out`.
-    pub fn read(&mut self, id: StreamId, out: &mut [u8]) -> Result<ReadOutcome, Error> {
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return Ok(ReadOutcome::End);
+    /// Starts our close: the data already written is sent, then a Close frame with `code` and
+    /// `reason` (checked by the caller). Every stream fails from now on with the close.
+    pub fn close(
+        &mut self,
+        now: Instant,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), CloseRefused> {
+        self.lifecycle.close(now, code, reason)?;
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Starts a graceful shutdown: new peer streams are refused and `open` fails; once every
+    /// stream is over, or after `timeout`, the connection closes with `code` and `reason`.
+    pub fn shutdown(
+        &mut self,
+        now: Instant,
+        code: CloseCode,
+        reason: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(), CloseRefused> {
+        if !self.lifecycle.is_open() || self.drain.is_some() {
+            return Err(CloseRefused::AlreadyClosed);
+        }
+        self.drain = Some(Drain {
+            code,
+            reason: reason.to_owned(),
+            deadline: timeout.map(|timeout| now + timeout),
+        });
+        self.streams.refusing = true;
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Whether a graceful shutdown is under way.
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_some()
+    }
+
+    fn finish_drain(&mut self, now: Instant) {
+        if let Some(drain) = self.drain.take() {
+            let _ = self.lifecycle.close(now, drain.code, &drain.reason);
+        }
+    }
+
+    /// Sends a ping to measure the round trip. Returns its number ([`Mux::ping_pending`] tells
+    /// when its pong came), or `None` once the connection is closing.
+    pub fn ping(&mut self) -> Option<u64> {
+        self.lifecycle.ping()
+    }
+
+    // ----- commands: streams -----
+
+    /// Reads from the stream into `out`.
+    pub fn read(&mut self, key: StreamKey, out: &mut [u8]) -> Result<ReadOutcome, StreamError> {
+        let outcome = self.streams.read(key, out);
+        self.after_read();
+        outcome
+    }
+
+    /// Takes up to `max` buffered bytes of the stream without copying them: `Err(outcome)` when
+    /// there are none (the end, or nothing yet).
+    pub fn read_chunk(
+        &mut self,
+        key: StreamKey,
+        max: usize,
+    ) -> Result<Result<Bytes, ReadOutcome>, StreamError> {
+        let outcome = self.streams.read_chunk(key, max);
+        self.after_read();
+        outcome
+    }
+
+    fn after_read(&mut self) {
+        // Credit freed by the read goes to streams waiting for budget.
+        self.streams.serve_starved();
+    }
+
+    /// Writes to the stream; `Ok(0)` means wait for [`Wake::Write`].
+    pub fn write(
+        &mut self,
+        key: StreamKey,
+        now: Instant,
+        data: &[u8],
+    ) -> Result<usize, StreamError> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.streams.write(key, now, data, &self.protocol)
+    }
+
+    /// Seals the stream's partial message so it leaves. `Ok(true)` once everything written has
+    /// been handed out; an error if some of it never will be.
+    pub fn flush(&mut self, key: StreamKey) -> Result<bool, StreamError> {
+        self.streams.flush(key, &self.protocol);
+        match self.streams.get(key).and_then(|s| s.send.as_ref()) {
+            Some(send) => send.poll_flushed(),
+            None => Ok(true),
+        }
+    }
+
+    /// Finishes writing (FIN after the data). `Ok(true)` once the FIN left — or the peer stopped
+    /// reading after every byte had left, which is a delivery all the same.
+    pub fn finish(&mut self, key: StreamKey) -> Result<bool, StreamError> {
+        self.streams.finish(key, &self.protocol)?;
+        match self.streams.get(key).and_then(|s| s.send.as_ref()) {
+            Some(send) => send.poll_finished(),
+            None => Ok(true),
+        }
+    }
+
+    /// Aborts writing with `code` (at most 2^62−1): unsent data is dropped and the peer's reads
+    /// fail with the code. After the FIN left, or a second time, it does nothing.
+    pub fn reset(&mut self, key: StreamKey, code: ErrorCode) -> Result<(), StreamError> {
+        if let Some(err) = self.lifecycle.closing_error() {
+            return Err(StreamError::ConnectionLost(err));
+        }
+        let state = self
+            .streams
+            .get(key)
+            .and_then(|s| s.send.as_ref())
+            .map(|send| send.state.clone());
+        match state {
+            Some(SendState::Stopped(stop)) => return Err(StreamError::Stopped(stop)),
+            Some(SendState::Failed(err)) => return Err(err),
+            _ => {}
+        }
+        self.streams.reset(key, code);
+        Ok(())
+    }
+
+    /// Stops reading with `code`: buffered data is dropped and the peer's writes fail with it.
+    pub fn stop(&mut self, key: StreamKey, code: ErrorCode) -> Result<(), StreamError> {
+        if let Some(err) = self.lifecycle.closing_error() {
+            return Err(StreamError::ConnectionLost(err));
+        }
+        self.streams.stop(key, code);
+        self.streams.serve_starved();
+        Ok(())
+    }
+
+    /// Whether the peer stopped the stream, or everything written reached the socket:
+    /// `Some(Ok(Some(code)))` for a stop, `Some(Ok(None))` once the FIN left, `None` while
+    /// neither is known.
+    pub fn poll_stopped(&self, key: StreamKey) -> Option<Result<Option<ErrorCode>, StreamError>> {
+        let Some(send) = self.streams.get(key).and_then(|s| s.send.as_ref()) else {
+            return Some(Ok(None));
         };
-        let (outcome, grant) = stream.read(out)?;
-        if let Some(credit) = grant {
-            self.control.push_back(Frame::Ack(credit).to_bytes(id));
+        if let Some(code) = send.stop_code {
+            return Some(Ok(Some(code)));
         }
-        Ok(outcome)
-    }
-
-    /// Writes to stream `id`; `Ok(0)` means wait for credit or buffer space.
-    pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, Error> {
-        let (max_data, send_buffer) = (
-            self.config.max_data_per_message.get(),
-            self.config.send_buffer.get(),
-        );
-        let stream = self.streams.get_mut(&id).ok_or(Error::Finished)?;
-        let n = stream.write(data, max_data, send_buffer)?;
-        // A corked stream with no full message yet has nothing to send: leave it in the corked
-        // list instead of scheduling it only to find that out again.
-        if n > 0 && (!stream.corked || stream.has_sealed()) {
-            Self::schedule(&mut self.ready, stream);
-        }
-        Ok(n)
-    }
-
-    /// Whether a write on `id` would make progress or fail rather than wait.
-    pub fn writable(&self, id: StreamId) -> bool {
-        self.streams
-            .get(&id)
-            .is_none_or(|s| s.writable(self.config.send_buffer.get()))
-    }
-
-    /// The error of `id`'s sending half, if it failed (stopped by the peer, reset, connection
-    /// closed before the data left).
-    pub fn send_error(&self, id: StreamId) -> Option<Error> {
-        match &self.streams.get(&id)?.send {
-            SendState::Failed(err) => Some(err.clone()),
+        match &send.state {
+            SendState::Finished => Some(Ok(None)),
+            SendState::Reset(code) => Some(Err(StreamError::LocallyEnded(*code))),
+            SendState::Failed(err) => Some(Err(err.clone())),
             _ => None,
         }
     }
 
-    /// Whether a read on `id` would not wait.
-    pub fn readable(&self, id: StreamId) -> bool {
-        self.streams.get(&id).is_none_or(Stream::readable)
+    /// Sets the stream's send priority: higher first, equal ones in turn. Default 0.
+    pub fn set_priority(&mut self, key: StreamKey, priority: i32) {
+        self.streams.set_priority(key, priority);
     }
 
-    /// Whether all that was written on `id` has been handed to the socket.
-    pub fn is_flushed(&self, id: StreamId) -> bool {
-        self.streams.get(&id).is_none_or(|s| !s.has_pending())
+    /// The stream's send priority.
+    pub fn priority(&self, key: StreamKey) -> i32 {
+        self.streams
+            .get(key)
+            .and_then(|s| s.send.as_ref())
+            .map_or(0, |send| send.priority)
     }
 
-    /// Whether the FIN of `id` has been handed to the socket (or the half ended otherwise).
-    pub fn is_send_done(&self, id: StreamId) -> bool {
-        self.streams.get(&id).is_none_or(Stream::send_done)
-    }
-
-    /// Finishes writing on `id`: the FIN follows the queued data.
-    pub fn finish(&mut self, id: StreamId) -> Result<(), Error> {
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return Ok(());
-        };
-        stream.finish_send()?;
-        Self::schedule(&mut self.ready, stream);
-        Ok(())
-    }
-
-    /// Aborts writing on `id` (ERROR Read to the peer): unsent data is dropped.
-    pub fn reset(&mut self, id: StreamId, code: ErrorCode) -> Result<(), Error> {
-        let code = code.validate()?;
-        if let Some(err) = &self.closed {
-            // Nothing can reach the peer any more.
-            return Err(err.clone());
+    /// Sets the code the stream's dropped handles stop or reset with.
+    pub fn set_drop_code(&mut self, key: StreamKey, code: ErrorCode) {
+        if let Some(stream) = self.streams.get_mut(key) {
+            stream.drop_code = code;
         }
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return Err(Error::LocallyEnded(code));
-        };
-        if !stream.can_reset() {
-            return match &stream.send {
-                SendState::Failed(err) => Err(err.clone()),
-                _ => Err(Error::Finished),
-            };
-        }
-        stream.reset_send(code);
-        self.control
-            .push_back(Frame::Error(Half::Read, code).to_bytes(id));
-        self.wakes.push(Wake::Write(id));
-        self.maybe_forget(id);
-        Ok(())
     }
 
-    /// Stops reading on `id` (ERROR Write to the peer): buffered data is dropped.
-    pub fn stop(&mut self, id: StreamId, code: ErrorCode) -> Result<(), Error> {
-        let code = code.validate()?;
-        if let Some(err) = &self.closed {
-            // Nothing can reach the peer any more.
-            return Err(err.clone());
-        }
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return Err(Error::LocallyEnded(code));
-        };
-        if !stream.recv_is_open() {
-            // Finished, reset or failed already: nothing to stop. Dropping buffered data is
-            // still what the caller asked for.
-            stream.discard_received();
-            return Ok(());
-        }
-        stream.fail_recv(Error::LocallyEnded(code), true);
-        self.control
-            .push_back(Frame::Error(Half::Write, code).to_bytes(id));
-        self.wakes.push(Wake::Read(id));
-        Ok(())
-    }
-
-    /// The application dropped its handle: finish writing, stop reading with code 0.
-    pub fn release(&mut self, id: StreamId) {
-        let Some(stream) = self.streams.get_mut(&id) else {
+    /// The application dropped its handle on the send half, the receive half, or both. This is
+    /// what a drop means to the protocol, in one place:
+    ///
+    /// - the send half is finished (FIN after the data) — or, if `panicking`, reset with the
+    ///   stream's drop code, so the peer never reads a panic as a clean end;
+    /// - the receive half, if the peer has not finished, is stopped with the drop code, and what
+    ///   was buffered is dropped;
+    /// - the stream is forgotten once it owes the wire nothing.
+    pub fn release(
+        &mut self,
+        key: StreamKey,
+        now: Instant,
+        send: bool,
+        recv: bool,
+        panicking: bool,
+    ) {
+        let Some(stream) = self.streams.get(key) else {
             return;
         };
-        stream.has_handle = false;
-        if matches!(stream.send, SendState::Open) && self.closed.is_none() {
-            let _ = stream.finish_send();
-            Self::schedule(&mut self.ready, stream);
-        }
-        if stream.recv_is_open() && self.closed.is_none() {
-            stream.fail_recv(Error::LocallyEnded(ErrorCode::UNKNOWN), true);
-            self.control
-                .push_back(Frame::Error(Half::Write, ErrorCode::UNKNOWN).to_bytes(id));
-        }
-        stream.discard_received();
-        self.maybe_forget(id);
-    }
-
-    // ----- the wire -----
-
-    /// Handles one binary message from the peer. `Err` is a violation that ends the connection.
-    pub fn handle_message(&mut self, msg: &Bytes) -> Result<(), ProtoError> {
-        if self.closed.is_some() {
-            return Ok(());
-        }
-        let (id, frame) = match Frame::decode(msg) {
-            Ok(decoded) => decoded,
-            Err(MessageError::BadStreamId) => return Err(ProtoError::BadStreamId),
-            Err(MessageError::Malformed { id, .. }) => {
-                self.check_known_or_new(id)?;
-                if self.streams.contains_key(&id) || (!self.is_local(id) && id.0 >= self.next_peer)
-                {
-                    self.next_peer_past(id);
-                    self.fail_stream(id, ErrorCode::PARSE);
-                }
-                return Ok(());
-            }
-        };
-        self.check_known_or_new(id)?;
-        if self.streams.contains_key(&id) {
-            self.on_frame(id, frame);
-        } else if !self.is_local(id) && id.0 >= self.next_peer {
-            self.on_new_peer_stream(id, frame);
-        }
-        // Otherwise the stream has ended: late messages (ACKs, mirror replies) are ignored.
-        Ok(())
-    }
-
-    /// A message for one of our ids that we never opened is a connection error.
-    fn check_known_or_new(&self, id: StreamId) -> Result<(), ProtoError> {
-        if self.is_local(id) && id.0 >= self.next_local {
-            Err(ProtoError::UnopenedStream(id.0))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn next_peer_past(&mut self, id: StreamId) {
-        if !self.is_local(id) && id.0 >= self.next_peer {
-            self.next_peer = id.0.saturating_add(2);
-        }
-    }
-
-    fn on_new_peer_stream(&mut self, id: StreamId, frame: Frame) {
-        self.next_peer_past(id);
-        let Frame::Ack(credit) = frame else {
-            // A first message other than ACK: a parse error for that id.
-            self.refuse(id, ErrorCode::PARSE);
-            self.events.push(WsEvent::StreamParseError { id });
-            return;
-        };
-        if self.peer_count >= self.config.max_streams.get() {
-            self.refuse(id, ErrorCode::UNKNOWN);
-            self.events.push(WsEvent::StreamRefused { id });
-            return;
-        }
-        let mut stream = Stream::new(id, self.config.window.get());
-        stream.grant(credit);
-        self.control
-            .push_back(Frame::Ack(stream.window()).to_bytes(id));
-        self.streams.insert(id, stream);
-        self.peer_count += 1;
-        self.accept_queue.push_back(id);
-        self.wakes.push(Wake::Accept);
-    }
-
-    /// Ends a stream we never created: ERROR on both halves.
-    fn refuse(&mut self, id: StreamId, code: ErrorCode) {
-        self.control
-            .push_back(Frame::Error(Half::Read, code).to_bytes(id));
-        self.control
-            .push_back(Frame::Error(Half::Write, code).to_bytes(id));
-    }
-
-    fn on_frame(&mut self, id: StreamId, frame: Frame) {
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return;
-        };
-        match frame {
-            // Empty DATA is tolerated (the peer library sends it).
-            Frame::Data(payload) if payload.is_empty() => {}
-            Frame::Data(payload) => match stream.on_data(payload) {
-                Ok(true) => self.wakes.push(Wake::Read(id)),
-                Ok(false) => {}
-                Err(_overflow) => return self.fail_stream(id, ErrorCode::OVERFLOW),
-            },
-            Frame::Ack(credit) => {
-                if matches!(stream.send, SendState::Open) {
-                    stream.grant(credit);
-                    self.wakes.push(Wake::Write(id));
-                }
-            }
-            // Once our read side has ended, a further CLOSE/ERROR Read (a mirror reply, a late
-            // reset) changes nothing and is not reported again.
-            Frame::Error(Half::Read, _) | Frame::Close(Half::Read) if !stream.recv_is_open() => {}
-            Frame::Error(Half::Read, code) => {
-                self.events.push(WsEvent::StreamShutdown {
-                    id,
-                    half: Half::Read,
-                    code: Some(code),
-                });
-                stream.fail_recv(Error::Reset(code), true);
-                self.wakes.push(Wake::Read(id));
-            }
-            Frame::Close(Half::Read) => {
-                self.events.push(WsEvent::StreamShutdown {
-                    id,
-                    half: Half::Read,
-                    code: None,
-                });
-                stream.finish_recv();
-                self.wakes.push(Wake::Read(id));
-            }
-            Frame::Error(Half::Write, code) => self.on_peer_stop(id, code, Some(code)),
-            // CLOSE Write is "stop writing" without a code: ERROR Write with code 0.
-            Frame::Close(Half::Write) => self.on_peer_stop(id, ErrorCode::UNKNOWN, None),
-        }
-        self.maybe_forget(id);
-    }
-
-    fn on_peer_stop(&mut self, id: StreamId, code: ErrorCode, reported: Option<ErrorCode>) {
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return;
-        };
-        if !stream.can_reset() {
-            // Our writing is already over (FIN sent, or reset): a mirror reply, nothing to stop.
-            return;
-        }
-        self.events.push(WsEvent::StreamShutdown {
-            id,
-            half: Half::Write,
-            code: reported,
-        });
-        stream.fail_send(Error::Stopped(code));
-        self.wakes.push(Wake::Write(id));
-    }
-
-    /// The peer misbehaved on this stream: end both halves, tell the peer with `code`, publish.
-    fn fail_stream(&mut self, id: StreamId, code: ErrorCode) {
-        let (err, event) = if code == ErrorCode::OVERFLOW {
-            (Error::StreamOverflow(id.0), WsEvent::StreamOverflow { id })
-        } else {
-            (Error::StreamParse(id.0), WsEvent::StreamParseError { id })
-        };
-        self.events.push(event);
-        self.refuse(id, code);
-        if let Some(stream) = self.streams.get_mut(&id) {
-            stream.fail_recv(err.clone(), true);
-            stream.fail_send(err);
-            self.wakes.push(Wake::Read(id));
-            self.wakes.push(Wake::Write(id));
-        }
-        self.maybe_forget(id);
-    }
-
-    /// The next message for the socket: control messages first, then one message from the next
-    /// stream in turn.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if let Some(msg) = self.control.pop_front() {
-            return Some(msg);
-        }
-        let coalesce = self.config.coalesce_writes;
-        while let Some(id) = self.ready.pop_front() {
-            let Some(stream) = self.streams.get_mut(&id) else {
-                continue;
-            };
-            let Some(msg) = stream.next_message(coalesce) else {
-                stream.scheduled = false;
-                if stream.has_pending() && !stream.corked {
-                    stream.corked = true;
-                    self.corked.push(id);
-                }
-                continue;
-            };
-            if stream.has_pending() {
-                self.ready.push_back(id);
+        let code = stream.drop_code;
+        let connection_open = self.lifecycle.closing_error().is_none();
+        let send_open = stream.send.as_ref().is_some_and(|s| !s.is_done());
+        let recv_open = stream.recv.as_ref().is_some_and(|r| r.is_open());
+        if send && connection_open && send_open {
+            if panicking {
+                self.streams.reset(key, code);
             } else {
-                stream.scheduled = false;
+                let _ = self.streams.finish(key, &self.protocol);
             }
-            // Queued bytes left: room for the writer (and a flush or close may now be done).
-            self.wakes.push(Wake::Write(id));
-            self.maybe_forget(id);
-            return Some(msg);
+        }
+        if recv && connection_open && recv_open {
+            self.streams.stop(key, code);
+        }
+        self.streams.release(key, send, recv);
+        self.streams.serve_starved();
+        self.settle(now);
+    }
+
+    // ----- output -----
+
+    /// The next thing to send. `flush_partial` releases partial messages held back by
+    /// [`Config::coalesce_writes`]: pass `true` when a task waits on the connection.
+    pub fn poll_transmit(&mut self, now: Instant, flush_partial: bool) -> Option<Transmit> {
+        if let Some(output) = self.lifecycle.poll_output(now) {
+            return Some(self.count_out(output.into()));
+        }
+        if self.abandoned {
+            return None;
+        }
+        let closing = self.lifecycle.is_closing_by_us();
+        if flush_partial || closing {
+            self.streams.uncork_all(&self.protocol);
+        }
+        let hold = self.config.coalesce_writes && !flush_partial && !closing;
+        if let Some(message) = self.protocol.poll_message(&mut self.streams, hold) {
+            return Some(self.count_out(Transmit::Binary(message)));
+        }
+        if closing && !self.protocol.has_transmit(&self.streams) {
+            // Everything written before `close` is out: our Close frame goes now.
+            self.lifecycle.clear_close();
+            return self
+                .lifecycle
+                .poll_output(now)
+                .map(|output| self.count_out(output.into()));
         }
         None
     }
 
-    /// Releases every DATA message held back by `Config::coalesce_writes`: called when a handle is
-    /// about to wait, so that nothing written sits unsent while its writer sleeps.
-    pub fn uncork_all(&mut self) {
-        if !self.config.coalesce_writes {
-            return;
+    fn count_out(&mut self, transmit: Transmit) -> Transmit {
+        self.unflushed = true;
+        if let Transmit::Binary(message) = &transmit {
+            self.stats.messages_sent += 1;
+            self.stats.bytes_sent += message.len() as u64;
         }
-        // Streams already scheduled may hold a partial message too: seal those in place.
-        for id in &self.ready {
-            if let Some(stream) = self.streams.get_mut(id) {
-                stream.seal();
+        transmit
+    }
+
+    /// When to call [`Mux::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let drain = self.drain.as_ref().and_then(|drain| drain.deadline);
+        [self.lifecycle.poll_timeout(), drain]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The next handle to wake.
+    pub fn poll_wake(&mut self) -> Option<Wake> {
+        self.streams.poll_wake()
+    }
+
+    /// The next event for observers.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop()
+    }
+
+    // ----- keeping the parts in step -----
+
+    /// After any input: the lifecycle's news reaches the streams and the observers.
+    fn settle(&mut self, now: Instant) {
+        let mut news = false;
+        while let Some(event) = self.lifecycle.poll_event() {
+            news = true;
+            self.events.push(event.into());
+        }
+        if !self.streams_failed {
+            if let Some(err) = self.lifecycle.closing_error() {
+                self.streams_failed = true;
+                self.drain = None;
+                self.streams
+                    .fail_all(StreamError::ConnectionLost(err), &self.protocol);
             }
         }
-        for id in std::mem::take(&mut self.corked) {
-            if let Some(stream) = self.streams.get_mut(&id) {
-                stream.corked = false;
-                stream.seal();
-                Self::schedule(&mut self.ready, stream);
-            }
+        let can_send = self.lifecycle.is_open() || self.lifecycle.is_closing_by_us();
+        if !self.abandoned && !can_send {
+            self.abandoned = true;
+            self.streams.abandon_all();
+            self.protocol.abandon();
+        }
+        self.lifecycle
+            .set_replies_backlogged(now, self.protocol.backlogged());
+        self.check_drained(now);
+        if news {
+            self.streams.push_wake(Wake::Connection);
         }
     }
 
-    /// Whether anything waits to be sent.
-    pub fn has_transmit(&self) -> bool {
-        !self.control.is_empty() || !self.ready.is_empty()
-    }
-
-    fn schedule(ready: &mut VecDeque<StreamId>, stream: &mut Stream) {
-        if !stream.scheduled && stream.has_pending() {
-            stream.scheduled = true;
-            ready.push_back(stream.id());
+    fn check_drained(&mut self, now: Instant) {
+        if self.drain.is_some() && self.streams.len() == 0 {
+            self.finish_drain(now);
+            self.streams.push_wake(Wake::Connection);
         }
     }
+}
 
-    /// Forgets a stream whose handle is gone and whose halves are over.
-    fn maybe_forget(&mut self, id: StreamId) {
-        let Some(stream) = self.streams.get(&id) else {
-            return;
-        };
-        if !stream.is_finished() {
-            return;
-        }
-        self.streams.remove(&id);
-        if self.is_local(id) {
-            self.local_count -= 1;
-            self.wakes.push(Wake::Open);
-        } else {
-            self.peer_count -= 1;
+impl From<LifecycleOutput> for Transmit {
+    fn from(output: LifecycleOutput) -> Self {
+        match output {
+            LifecycleOutput::Ping(payload) => Transmit::Ping(payload),
+            LifecycleOutput::Close { code, reason } => Transmit::Close { code, reason },
         }
     }
+}
 
-    /// The connection is over (closed, failed or dropped): every stream fails with `err`.
-    /// Data already received stays readable; data already written still leaves ahead of our
-    /// Close frame if the socket still works.
-    pub fn close_all(&mut self, err: Error) {
-        if self.closed.is_some() {
-            return;
+impl From<LifecycleEvent> for Event {
+    fn from(event: LifecycleEvent) -> Self {
+        match event {
+            LifecycleEvent::CloseFrame { code, reason } => Event::CloseFrame { code, reason },
+            LifecycleEvent::Ping(payload) => Event::Ping(payload),
+            LifecycleEvent::Pong(payload) => Event::Pong(payload),
+            LifecycleEvent::TextReceived { len } => Event::TextReceived { len },
+            LifecycleEvent::Violation(violation) => Event::Violation(violation),
+            LifecycleEvent::CloseTimedOut => Event::CloseTimedOut,
+            LifecycleEvent::Closed(err) => Event::Closed(err),
         }
-        self.closed = Some(err.clone());
-        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
-        for id in ids {
-            if let Some(stream) = self.streams.get_mut(&id) {
-                stream.fail_recv(err.clone(), false);
-                stream.close_send(err.clone());
-                self.wakes.push(Wake::Read(id));
-                self.wakes.push(Wake::Write(id));
-            }
-        }
-        self.wakes.push(Wake::Accept);
-        self.wakes.push(Wake::Open);
-    }
-
-    /// The socket is gone: nothing queued can leave any more.
-    pub fn discard_transmit(&mut self) {
-        // Every poll of a dead connection lands here; after the first pass (with the connection
-        // closed, nothing new is queued) there is nothing left to walk.
-        if self.transmit_discarded {
-            return;
-        }
-        self.transmit_discarded = self.closed.is_some();
-        self.control.clear();
-        self.ready.clear();
-        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
-        for id in ids {
-            if let Some(stream) = self.streams.get_mut(&id) {
-                if let Some(err) = self.closed.clone() {
-                    stream.fail_send(err);
-                }
-                stream.scheduled = false;
-                self.wakes.push(Wake::Write(id));
-            }
-            self.maybe_forget(id);
-        }
-    }
-
-    /// Takes the events to publish.
-    pub fn take_events(&mut self) -> impl Iterator<Item = WsEvent> + '_ {
-        self.events.drain(..)
-    }
-
-    /// Takes the handles to wake.
-    pub fn take_wakes(&mut self) -> impl Iterator<Item = Wake> + '_ {
-        self.wakes.drain(..)
     }
 }

@@ -220,7 +220,7 @@ pub async fn echo_server() -> u16 {
             async_std::task::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 if let Ok((ws, _)) = accept(tcp, &config).await {
-                    echo(MessageSocket::new(ws, message_config())).await;
+                    echo(MessageSocket::new(ws, message_config()).expect("valid config")).await;
                 }
             });
         }
@@ -244,7 +244,7 @@ pub async fn echo_client(url: &str, port: u16) {
                 })
                 .await
                 .expect("connect to the fuzzingserver");
-            MessageSocket::new(ws, message_config())
+            MessageSocket::new(ws, message_config()).expect("valid config")
         }
     };
 

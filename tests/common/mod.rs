@@ -40,7 +40,10 @@ pub async fn ws_pair() -> (WebSocketStream<TcpStream>, WebSocketStream<TcpStream
 /// A multiplexed client and server over real TCP.
 pub async fn conn_pair(client: Config, server: Config) -> (Connection, Connection) {
     let (c, s) = ws_pair().await;
-    (Connection::client(c, client), Connection::server(s, server))
+    (
+        Connection::client(c, client).expect("valid config"),
+        Connection::server(s, server).expect("valid config"),
+    )
 }
 
 /// Deterministic test data: `len` bytes that differ per `seed`.

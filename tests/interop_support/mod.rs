@@ -64,7 +64,7 @@ impl Session {
                 )
                 .await
                 .expect("wss handshake with the Node server");
-                (Connection::client(ws, config), js)
+                (Connection::client(ws, config).expect("valid config"), js)
             }
             Role::Client => {
                 let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -80,7 +80,7 @@ impl Session {
                 )
                 .await
                 .expect("wss handshake with the Node client");
-                (Connection::server(ws, config), js)
+                (Connection::server(ws, config).expect("valid config"), js)
             }
         };
         let mut observed = conn.clone();

@@ -6,8 +6,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{varint, Half, StreamId};
-use crate::code::ErrorCode;
+use crate::proto::{
+    code::ErrorCode,
+    id::{Half, StreamId},
+    varint,
+};
 
 /// Message type numbers on the wire.
 mod kind {
@@ -134,9 +137,18 @@ pub fn encode_header(id: StreamId, kind: u16, out: &mut impl BufMut) {
     out.put_u16(kind);
 }
 
-/// The header of a DATA message for `id`, so a sender can append the payload in place.
-pub fn encode_data_header(id: StreamId, out: &mut impl BufMut) {
-    encode_header(id, kind::DATA, out);
+/// The length of a DATA message's header for stream `id`.
+pub fn data_header_len(id: StreamId) -> usize {
+    varint::encoded_len(id.0) + 2
+}
+
+impl Half {
+    fn wire(self) -> u8 {
+        match self {
+            Half::Read => 0,
+            Half::Write => 1,
+        }
+    }
 }
 
 fn decode_half(body: &[u8]) -> Option<Half> {

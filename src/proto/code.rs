@@ -2,9 +2,7 @@
 
 use std::fmt;
 
-use async_tungstenite::tungstenite::protocol::CloseFrame;
-
-use crate::error::Error;
+use super::{error::ApiError, varint};
 
 /// The longest close reason a Close frame can carry, in UTF-8 bytes (RFC 6455 §5.5: a control frame
 /// payload is at most 125 bytes, two of which are the code).
@@ -45,35 +43,35 @@ impl CloseCode {
         matches!(self.0, 1000 | 1001 | 4000..=4999)
     }
 
-    /// Checks that an application may close with `code` and `reason` and builds the frame.
-    ///
-    /// # Errors
-    /// [`Error::InvalidCloseCode`] for a code outside 1000, 1001, 4000–4999 and
-    /// [`Error::CloseReasonTooLong`] for a reason over [`MAX_CLOSE_REASON_LEN`] bytes. Nothing is
-    /// truncated.
-    pub fn application_frame(self, reason: &str) -> Result<CloseFrame, Error> {
-        if !self.is_application_code() {
-            return Err(Error::InvalidCloseCode(self));
-        }
-        self.frame(reason)
+    /// Whether a read that sees a connection closed with this code should see a clean end of
+    /// stream rather than an error: 1000, 1001, 1005 (no code given) and 3000–4999.
+    pub fn is_clean(self) -> bool {
+        matches!(self.0, 1000 | 1001 | 1005 | 3000..=4999)
     }
 
-    /// Builds a Close frame with any code that may appear on the wire (not 1005, 1006, 1015).
-    pub(crate) fn frame(self, reason: &str) -> Result<CloseFrame, Error> {
-        if reason.len() > MAX_CLOSE_REASON_LEN {
-            return Err(Error::CloseReasonTooLong(reason.len()));
+    /// Checks that an application may close with `code` and `reason`.
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidCloseCode`] for a code outside 1000, 1001, 4000–4999 and
+    /// [`ApiError::CloseReasonTooLong`] for a reason over [`MAX_CLOSE_REASON_LEN`] bytes. Nothing
+    /// is truncated.
+    pub fn check_application(self, reason: &str) -> Result<(), ApiError> {
+        if !self.is_application_code() {
+            return Err(ApiError::InvalidCloseCode(self));
         }
-        Ok(CloseFrame {
-            code: self.0.into(),
-            reason: reason.into(),
-        })
+        check_reason(reason)
     }
 }
 
-impl From<async_tungstenite::tungstenite::protocol::frame::coding::CloseCode> for CloseCode {
-    fn from(code: async_tungstenite::tungstenite::protocol::frame::coding::CloseCode) -> Self {
-        Self(code.into())
+/// Checks that a close reason fits in a Close frame.
+///
+/// # Errors
+/// [`ApiError::CloseReasonTooLong`] over [`MAX_CLOSE_REASON_LEN`] bytes.
+pub fn check_reason(reason: &str) -> Result<(), ApiError> {
+    if reason.len() > MAX_CLOSE_REASON_LEN {
+        return Err(ApiError::CloseReasonTooLong(reason.len()));
     }
+    Ok(())
 }
 
 impl fmt::Debug for CloseCode {
@@ -104,12 +102,15 @@ impl ErrorCode {
     /// 2: the peer sent more data than the credit it was given.
     pub const OVERFLOW: Self = Self(2);
     /// The largest code the wire (a QUIC varint) can carry: 2^62−1.
-    pub const MAX: Self = Self(crate::proto::varint::MAX);
+    pub const MAX: Self = Self(varint::MAX);
 
     /// Checks the code fits in a varint.
-    pub(crate) fn validate(self) -> Result<Self, Error> {
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidErrorCode`] above 2^62−1.
+    pub fn validate(self) -> Result<Self, ApiError> {
         if self.0 > Self::MAX.0 {
-            Err(Error::InvalidErrorCode(self.0))
+            Err(ApiError::InvalidErrorCode(self.0))
         } else {
             Ok(self)
         }
@@ -135,13 +136,13 @@ mod tests {
     #[test]
     fn application_codes() {
         for ok in [1000, 1001, 4000, 4999] {
-            assert!(CloseCode(ok).application_frame("x").is_ok(), "{ok}");
+            assert!(CloseCode(ok).check_application("x").is_ok(), "{ok}");
         }
         for bad in [0, 999, 1002, 1005, 1006, 1011, 3000, 3999, 5000, u16::MAX] {
             assert!(
                 matches!(
-                    CloseCode(bad).application_frame(""),
-                    Err(Error::InvalidCloseCode(CloseCode(c))) if c == bad
+                    CloseCode(bad).check_application(""),
+                    Err(ApiError::InvalidCloseCode(CloseCode(c))) if c == bad
                 ),
                 "{bad}"
             );
@@ -149,14 +150,24 @@ mod tests {
     }
 
     #[test]
+    fn clean_codes() {
+        for clean in [1000, 1001, 1005, 3000, 4000, 4999] {
+            assert!(CloseCode(clean).is_clean(), "{clean}");
+        }
+        for unclean in [1002, 1003, 1006, 1007, 1008, 1009, 1011, 1015, 2999, 5000] {
+            assert!(!CloseCode(unclean).is_clean(), "{unclean}");
+        }
+    }
+
+    #[test]
     fn reason_length_is_checked_in_bytes() {
         let max = "é".repeat(61) + "x"; // 123 bytes
         assert_eq!(max.len(), 123);
-        assert!(CloseCode::NORMAL.application_frame(&max).is_ok());
+        assert!(CloseCode::NORMAL.check_application(&max).is_ok());
         let over = "é".repeat(62); // 124 bytes
         assert!(matches!(
-            CloseCode::NORMAL.application_frame(&over),
-            Err(Error::CloseReasonTooLong(124))
+            CloseCode::NORMAL.check_application(&over),
+            Err(ApiError::CloseReasonTooLong(124))
         ));
     }
 
@@ -165,7 +176,7 @@ mod tests {
         assert!(ErrorCode::MAX.validate().is_ok());
         assert!(matches!(
             ErrorCode(1 << 62).validate(),
-            Err(Error::InvalidErrorCode(v)) if v == 1 << 62
+            Err(ApiError::InvalidErrorCode(v)) if v == 1 << 62
         ));
     }
 }
