@@ -28,13 +28,20 @@ use super::{code::ErrorCode, error::ApiError, lifecycle::LifecycleConfig, wire::
 #[non_exhaustive]
 pub struct Config {
     /// How many bytes the peer may send on one stream beyond what the application has read (the
-    /// stream's receive window). Default 1 MiB. Credit goes back in one grant once half the
-    /// window has been read.
+    /// stream's receive window), at most. Default 1 MiB. Credit goes back in one grant once half
+    /// the window has been read.
     pub window: u32,
 
-    /// How many bytes all streams together may hold granted and unread (the connection's receive
-    /// window). Default 16 MiB. When it is spent, streams wait in turn for the credit that reads
-    /// free. With QMux it is the connection window (`initial_max_data`).
+    /// The window a stream starts with (the @matrixai/ws protocol). It doubles, up to
+    /// [`window`](Self::window), each time the peer has used all its credit and the receive
+    /// budget has room — so a stream that carries bulk data reaches the full window after a few
+    /// round trips, while an idle stream holds only this much. Default 64 KiB.
+    pub initial_window: u32,
+
+    /// How many bytes all streams together may hold granted and unread beyond their initial
+    /// windows (the connection's receive window). Default 16 MiB. When it is spent, streams wait
+    /// in turn for the credit that reads free. With QMux it is the connection window
+    /// (`initial_max_data`).
     pub receive_budget: u64,
 
     /// The largest DATA payload we put in one message. Smaller values share the connection more
@@ -97,6 +104,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             window: 1 << 20,
+            initial_window: 64 * 1024,
             receive_budget: 16 << 20,
             max_data_per_message: 64 * 1024,
             send_buffer: 256 * 1024,
@@ -131,6 +139,8 @@ impl Config {
     setters! {
         /// Sets [`window`](Self::window).
         window: u32;
+        /// Sets [`initial_window`](Self::initial_window).
+        initial_window: u32;
         /// Sets [`receive_budget`](Self::receive_budget).
         receive_budget: u64;
         /// Sets [`max_data_per_message`](Self::max_data_per_message).
@@ -172,8 +182,9 @@ impl Config {
     /// # Errors
     /// [`ApiError::InvalidConfig`] naming the first value out of range.
     pub fn validate(&self) -> Result<(), ApiError> {
-        let checks: [(bool, &'static str); 9] = [
+        let checks: [(bool, &'static str); 10] = [
             (self.window > 0, "window must be at least 1"),
+            (self.initial_window > 0, "initial_window must be at least 1"),
             (self.receive_budget > 0, "receive_budget must be at least 1"),
             (
                 self.max_data_per_message > 0,

@@ -144,6 +144,7 @@ impl Mux {
         let Protocol::Wire = protocol;
         let streams = Streams::new(StreamsConfig {
             window: u64::from(config.window),
+            initial_window: u64::from(config.initial_window),
             budget: Some(config.receive_budget),
             send_buffer: config.send_buffer,
             max_payload: config.max_data_per_message,

@@ -40,11 +40,15 @@ pub(crate) use recv::SHARE_MIN;
 /// The limits and sizes the streams work with.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamsConfig {
-    /// How far ahead of what the application read we grant credit, per stream.
+    /// How far ahead of what the application read we grant credit, per stream, at most.
     pub(crate) window: u64,
-    /// The most credit all streams together may hold (granted and not yet read), when grants are
+    /// The window a stream starts with; it grows (doubling) towards `window` while the peer keeps
+    /// using all the credit it has, as long as the budget lasts.
+    pub(crate) initial_window: u64,
+    /// The most credit all streams together may hold beyond their initial windows, when grants are
     /// budgeted per stream (the @matrixai/ws protocol); `None` when the protocol bounds it itself
-    /// (QMux's connection window).
+    /// (QMux's connection window). An idle stream holds only its initial window, so idle streams
+    /// cannot starve busy ones.
     pub(crate) budget: Option<u64>,
     /// Bytes one stream may have written and not yet handed out.
     pub(crate) send_buffer: usize,
@@ -154,6 +158,8 @@ pub(crate) struct Streams {
     pub(crate) peer_open: [usize; 2],
     /// Credit held by all streams (see `Recv::held_credit`).
     held_credit: u64,
+    /// The part of it beyond each stream's initial window: what the budget bounds.
+    budget_used: u64,
     /// Pin budget in use.
     pinned: usize,
     /// Bytes written on all streams (QMux counts them against the peer's connection window).
@@ -205,6 +211,7 @@ impl Streams {
             local_open: [0; 2],
             peer_open: [0; 2],
             held_credit: 0,
+            budget_used: 0,
             pinned: 0,
             written_total: 0,
             conn_send_limit: u64::MAX,
@@ -233,9 +240,14 @@ impl Streams {
     ) -> StreamKey {
         let has_send = dir == Dir::Bi || local;
         let has_recv = dir == Dir::Bi || !local;
-        let recv = has_recv.then(|| Recv::new(self.config.window, recv_granted));
+        let window = match self.config.budget {
+            Some(_) => self.config.initial_window.min(self.config.window),
+            None => self.config.window,
+        };
+        let recv = has_recv.then(|| Recv::new(window, recv_granted));
         if let Some(recv) = &recv {
             self.held_credit += recv.held_credit();
+            self.budget_used += self.budgeted(recv);
         }
         let stream = Stream {
             id,
@@ -303,17 +315,26 @@ impl Streams {
 
     // ----- receiving -----
 
+    /// The part of a half's credit the budget bounds: what it holds beyond the initial window.
+    fn budgeted(&self, recv: &Recv) -> u64 {
+        recv.held_credit()
+            .saturating_sub(self.config.initial_window)
+    }
+
     /// Runs `f` on the stream's receive half, keeping the budget's books.
     fn with_recv<R>(
         &mut self,
         key: StreamKey,
         f: impl FnOnce(&mut Recv, &mut usize) -> R,
     ) -> Option<R> {
+        let initial = self.config.initial_window;
         let recv = self.store.get_mut(key)?.recv.as_mut()?;
         let (held, buffered) = (recv.held_credit(), recv.buffered() as u64);
         let mut unpinned = 0;
         let result = f(recv, &mut unpinned);
         self.held_credit = self.held_credit - held + recv.held_credit();
+        self.budget_used = self.budget_used - held.saturating_sub(initial)
+            + recv.held_credit().saturating_sub(initial);
         self.buffered_total = self.buffered_total - buffered + recv.buffered() as u64;
         self.peak_buffered = self.peak_buffered.max(self.buffered_total);
         self.pinned -= unpinned;
@@ -389,29 +410,43 @@ impl Streams {
         Ok(outcome)
     }
 
-    /// A new stream's first grant: its window, within the budget, but at least one byte even
-    /// when the budget is spent, so that the opening exchange always completes.
+    /// A new stream's first grant: its initial window (the @matrixai/ws protocol's opening or
+    /// answering ACK). It never waits for the budget.
     pub(crate) fn grant_initial(&mut self, key: StreamKey) {
-        self.grant(key, 1);
+        self.grant(key);
     }
 
-    /// Grants the stream more credit if it has consumed half a window since the last grant,
-    /// within the budget.
+    /// Grants the stream more credit once it has consumed half a window since the last grant.
+    /// A stream whose peer used all the credit it had is window-bound: its window doubles, up to
+    /// the configured window, while the budget has room. Credit beyond the initial window comes
+    /// from the budget; a stream that finds it spent waits in line for reads to free some.
     pub(crate) fn grant_credit(&mut self, key: StreamKey) {
-        self.grant(key, 0);
+        self.grant(key);
     }
 
-    fn grant(&mut self, key: StreamKey, at_least: u64) {
+    fn grant(&mut self, key: StreamKey) {
         let budget_left = self
             .config
             .budget
-            .map(|budget| budget.saturating_sub(self.held_credit).max(at_least));
+            .map(|budget| budget.saturating_sub(self.budget_used));
+        let (initial, max_window) = (self.config.initial_window, self.config.window);
         let Some(stream) = self.store.get_mut(key) else {
             return;
         };
         let Some(recv) = stream.recv.as_mut() else {
             return;
         };
+        if !recv.is_open() {
+            return;
+        }
+        if let Some(left) = budget_left {
+            // Window-bound (the peer used every byte of credit): grow, if the budget allows.
+            let bound = recv.granted > 0 && recv.received >= recv.granted;
+            if bound && recv.window < max_window {
+                let growth = recv.window.min(max_window - recv.window).min(left);
+                recv.window += growth;
+            }
+        }
         let wanted = recv.wanted_credit();
         let threshold = if recv.granted == 0 {
             1
@@ -421,7 +456,10 @@ impl Streams {
         if wanted < threshold {
             return;
         }
-        let grant = budget_left.map_or(wanted, |left| wanted.min(left));
+        // What the stream may hold without touching the budget, then what the budget gives.
+        let held = recv.held_credit();
+        let free = initial.saturating_sub(held);
+        let grant = budget_left.map_or(wanted, |left| wanted.min(free + left));
         if grant == 0 {
             if !stream.starved {
                 stream.starved = true;
@@ -431,6 +469,8 @@ impl Streams {
         }
         recv.granted += grant;
         self.held_credit += grant;
+        self.budget_used = self.budget_used - held.saturating_sub(initial)
+            + (held + grant).saturating_sub(initial);
         stream.owe.credit += grant;
         self.queue_control(key);
     }
@@ -440,7 +480,7 @@ impl Streams {
         let Some(budget) = self.config.budget else {
             return;
         };
-        while self.held_credit < budget {
+        while self.budget_used < budget {
             let Some(key) = self.starved.pop_front() else {
                 return;
             };
@@ -823,6 +863,7 @@ impl Streams {
         };
         if let Some(recv) = &stream.recv {
             self.held_credit -= recv.held_credit();
+            self.budget_used -= self.budgeted(recv);
         }
         let index = dir_index(stream.dir);
         if stream.local {
