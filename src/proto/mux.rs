@@ -22,6 +22,11 @@ const DEFAULT_PIN_UNIT: usize = 128 * 1024;
 /// The most pinned payloads of one connection may be charged before further ones are copied.
 pub const PIN_BUDGET: usize = 4 << 20;
 
+/// The most events the core keeps between two passes of the IO layer (which takes them all
+/// each time); a bound against a bug, never reached in practice: one pass reads at most a
+/// batch of messages, each producing at most a few events.
+const EVENT_QUEUE: usize = 4096;
+
 /// Which wire protocol a connection speaks, chosen at the WebSocket handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -155,7 +160,7 @@ impl Mux {
         Self {
             side,
             lifecycle: Lifecycle::new(config.lifecycle(), now),
-            events: EventQueue::new(config.event_queue),
+            events: EventQueue::new(EVENT_QUEUE),
             protocol: Wire::new(side, config.max_streams),
             streams,
             config,

@@ -107,7 +107,10 @@ impl Wire {
             Err(MessageError::Malformed { id, .. }) => {
                 self.check_opened(id)?;
                 if let Some(key) = streams.find(id) {
-                    self.fail_stream(streams, events, key, ErrorCode::PARSE);
+                    // A stream that failed already gets no second ERROR pair or event.
+                    if !streams.get(key).is_some_and(|s| s.failed) {
+                        self.fail_stream(streams, events, key, ErrorCode::PARSE);
+                    }
                 } else if self.is_new_peer(id) {
                     self.next_peer = id.0.saturating_add(2);
                     self.refuse(id, ErrorCode::PARSE);
