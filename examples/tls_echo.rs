@@ -34,15 +34,15 @@ async fn main() -> Result<(), BoxError> {
     let server_config = tls::server_config(vec![cert.clone()], key)?;
     let server = async_std::task::spawn(async move {
         let (tcp, peer) = listener.accept().await?;
-        let ws = tls::accept(tcp, server_config).await?;
-        println!("server: TLS WebSocket from {peer}");
-        serve(Connection::server(ws, Config::default()).expect("valid config")).await
+        let (ws, request) = tls::accept(tcp, server_config, &Default::default()).await?;
+        println!("server: TLS WebSocket from {peer} on {}", request.path());
+        serve(Connection::server(ws, Config::default())?).await
     });
 
     let tcp = TcpStream::connect(addr).await?;
     let url = format!("wss://localhost:{}/", addr.port());
     let (ws, _) = tls::connect(&url, tcp, tls::client_config([cert])?).await?;
-    let conn = Connection::client(ws, Config::default()).expect("valid config");
+    let conn = Connection::client(ws, Config::default())?;
     for text in ["hello", "over", "TLS"] {
         let mut stream = conn.open().await?;
         stream.write_all(text.as_bytes()).await?;

@@ -134,6 +134,28 @@ impl Connector {
         F: Future<Output = io::Result<S>>,
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let websocket = self.shared.config.websocket;
+        self.connect_with_websocket(request, dial, websocket).await
+    }
+
+    /// [`connect`](Self::connect), building the socket with `websocket` rather than the
+    /// connector's [`ConnectConfig::websocket`] (for example
+    /// [`websocket_config`](crate::websocket_config)`(&config)` for a multiplexed connection).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with_websocket<R, D, F, S>(
+        &self,
+        request: R,
+        dial: D,
+        websocket: WebSocketConfig,
+    ) -> Result<(WebSocketStream<S>, Response), HandshakeError>
+    where
+        R: IntoClientRequest + Unpin,
+        D: FnOnce(String) -> F,
+        F: Future<Output = io::Result<S>>,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let request = request.into_client_request()?;
         let address = address(request.uri())?;
         let turn = self.turn(address.to_ascii_lowercase());
@@ -142,7 +164,7 @@ impl Connector {
         let config = &self.shared.config;
         let attempt = async move {
             let stream = dial(address).await?;
-            client_async_with_config(request, stream, Some(config.websocket))
+            client_async_with_config(request, stream, Some(websocket))
                 .await
                 .map_err(HandshakeError::from)
         };
@@ -186,6 +208,12 @@ impl Drop for Turn {
     }
 }
 
+/// The connector shared by the whole process (default settings).
+pub(crate) fn shared() -> &'static Connector {
+    static SHARED: OnceLock<Connector> = OnceLock::new();
+    SHARED.get_or_init(Connector::default)
+}
+
 /// Connects with a connector shared by the whole process and default settings. See
 /// [`Connector::connect`].
 pub async fn connect<R, D, F, S>(
@@ -198,11 +226,7 @@ where
     F: Future<Output = io::Result<S>>,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    static SHARED: OnceLock<Connector> = OnceLock::new();
-    SHARED
-        .get_or_init(Connector::default)
-        .connect(request, dial)
-        .await
+    shared().connect(request, dial).await
 }
 
 /// `host:port` of a `ws` or `wss` URL.

@@ -13,6 +13,8 @@ mod mux;
 pub mod proto;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod websocket;
 
 pub use engine::events::EventStream;

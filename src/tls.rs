@@ -8,10 +8,12 @@
 //!   throw-away self-signed certificate in tests); [`connect`] runs the TLS handshake and the
 //!   WebSocket upgrade with async-tungstenite's rustls support.
 //! - servers: [`server_config`] holds your certificate chain and key; [`accept`] runs the TLS
-//!   handshake, then the WebSocket handshake.
+//!   handshake, then the same checked WebSocket handshake as
+//!   [`handshake::accept`](crate::handshake::accept), within its timeout.
 //!
-//! The cryptography is rustls with the *ring* provider. Neither handshake has a timeout of its
-//! own: a peer that stalls halfway keeps the future pending, so wrap it in your runtime's timeout.
+//! The cryptography is rustls with the *ring* provider. No runtime is assumed: the TLS streams
+//! are futures-rustls's over any futures-io stream. [`connect`] has no timeout of its own (use
+//! [`Connector`](crate::connect::Connector), or your runtime's timeout).
 //!
 //! ```no_run
 //! # async fn demo(cert_der: Vec<u8>, key_der: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
@@ -30,8 +32,8 @@
 //! let addr = listener.local_addr()?;
 //! async_std::task::spawn(async move {
 //!     let (tcp, _) = listener.accept().await?;
-//!     let ws = tls::accept(tcp, server_config).await?;
-//!     let conn = Connection::server(ws, Config::default());
+//!     let (ws, _request) = tls::accept(tcp, server_config, &Default::default()).await?;
+//!     let conn = Connection::server(ws, Config::default())?;
 //!     // ... conn.accept().await ...
 //!     # drop(conn);
 //!     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
@@ -41,25 +43,38 @@
 //! let client_config = tls::client_config([CertificateDer::from(cert_der)])?;
 //! let tcp = TcpStream::connect(addr).await?;
 //! let (ws, _response) = tls::connect(&format!("wss://localhost:{}/", addr.port()), tcp, client_config).await?;
-//! let conn = Connection::client(ws, Config::default());
+//! let conn = Connection::client(ws, Config::default())?;
 //! # drop(conn);
 //! # Ok(()) }
 //! ```
 
-use std::{io, sync::Arc};
+use std::{io, pin::pin, sync::Arc};
 
-use async_tungstenite::{tungstenite::handshake::client::Response, WebSocketStream};
-use futures::{AsyncRead, AsyncWrite};
+use async_tungstenite::{
+    client_async_with_config,
+    tungstenite::{
+        client::IntoClientRequest, handshake::client::Response, protocol::WebSocketConfig,
+    },
+    WebSocketStream,
+};
+use futures::{
+    future::{select, Either},
+    AsyncRead, AsyncWrite,
+};
 use futures_rustls::{
     rustls::{
         self as rustls_crate,
-        pki_types::{CertificateDer, PrivateKeyDer},
+        pki_types::{CertificateDer, PrivateKeyDer, ServerName},
         ClientConfig, RootCertStore, ServerConfig,
     },
     TlsAcceptor, TlsConnector,
 };
+use futures_timer::Delay;
 
-use crate::{error::Error, handshake::HandshakeError};
+use crate::{
+    error::Error,
+    handshake::{AcceptConfig, HandshakeError, UpgradeRequest},
+};
 
 /// The rustls version this module is built on, re-exported so that your certificate and config
 /// types are the same as ours.
@@ -67,8 +82,59 @@ pub use futures_rustls::rustls;
 
 /// What [`connect`] returns the WebSocket over: TLS for a `wss://` URL, the bare stream for
 /// `ws://`.
-pub type ClientStream<S> =
-    async_tungstenite::stream::Stream<S, futures_rustls::client::TlsStream<S>>;
+#[derive(Debug)]
+pub enum ClientStream<S> {
+    /// `ws://`: the stream as it was.
+    Plain(S),
+    /// `wss://`: TLS over the stream.
+    Tls(Box<futures_rustls::client::TlsStream<S>>),
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientStream<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
+            ClientStream::Tls(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => std::pin::Pin::new(stream).poll_write(cx, buf),
+            ClientStream::Tls(stream) => std::pin::Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => std::pin::Pin::new(stream).poll_flush(cx),
+            ClientStream::Tls(stream) => std::pin::Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => std::pin::Pin::new(stream).poll_close(cx),
+            ClientStream::Tls(stream) => std::pin::Pin::new(stream).poll_close(cx),
+        }
+    }
+}
 
 /// What [`accept`] returns the WebSocket over.
 pub type ServerStream<S> = futures_rustls::server::TlsStream<S>;
@@ -127,7 +193,7 @@ pub fn server_config(
 
 /// Connects a WebSocket to `url` over `stream`: a TLS handshake first for `wss://` (checking the
 /// server's certificate against `config` and the URL's host name or IP address), then the HTTP
-/// upgrade.
+/// upgrade. The socket gets the crate's default WebSocket limits; see [`connect_with_config`].
 ///
 /// # Errors
 /// [`HandshakeError::Io`] if the TLS handshake fails (an untrusted certificate, a name mismatch),
@@ -139,31 +205,89 @@ pub async fn connect<S>(
     config: Arc<ClientConfig>,
 ) -> Result<(WebSocketStream<ClientStream<S>>, Response), HandshakeError>
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
-    let connector = TlsConnector::from(config);
-    Ok(
-        async_tungstenite::smol::client_async_tls_with_connector(url, stream, Some(connector))
-            .await?,
+    connect_with_config(
+        url,
+        stream,
+        config,
+        crate::websocket::default_websocket_config(),
     )
+    .await
 }
 
-/// Accepts a WebSocket over TLS on `stream`: the TLS handshake with `config`, then the HTTP
-/// upgrade.
+/// [`connect`] with the socket's WebSocket configuration: use
+/// [`websocket_config`](crate::websocket_config)`(&config)` for a multiplexed connection.
 ///
 /// # Errors
-/// [`HandshakeError::Io`] if the TLS handshake fails, or the upgrade's error (see
-/// [`HandshakeError`]).
-pub async fn accept<S>(
+/// As [`connect`].
+pub async fn connect_with_config<S>(
+    url: &str,
     stream: S,
-    config: Arc<ServerConfig>,
-) -> Result<WebSocketStream<ServerStream<S>>, HandshakeError>
+    config: Arc<ClientConfig>,
+    websocket: WebSocketConfig,
+) -> Result<(WebSocketStream<ClientStream<S>>, Response), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let tls = TlsAcceptor::from(config)
-        .accept(stream)
-        .await
-        .map_err(|err| HandshakeError::Io(Arc::new(err)))?;
-    Ok(async_tungstenite::accept_async(tls).await?)
+    let request = url.into_client_request()?;
+    let stream = match request.uri().scheme_str() {
+        Some("wss") => {
+            let host = request
+                .uri()
+                .host()
+                .filter(|host| !host.is_empty())
+                .ok_or_else(|| HandshakeError::InvalidRequest("URL without a host".into()))?;
+            // An IPv6 literal comes in brackets.
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let name = ServerName::try_from(host)
+                .map_err(|err| HandshakeError::InvalidRequest(err.to_string()))?;
+            let tls = TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .map_err(|err| HandshakeError::Io(Arc::new(err)))?;
+            ClientStream::Tls(Box::new(tls))
+        }
+        Some("ws") => ClientStream::Plain(stream),
+        other => {
+            return Err(HandshakeError::InvalidRequest(format!(
+                "scheme must be ws or wss, not {}",
+                other.unwrap_or("none")
+            )))
+        }
+    };
+    Ok(client_async_with_config(request, stream, Some(websocket)).await?)
+}
+
+/// Accepts a WebSocket over TLS on `stream`: the TLS handshake with `config`, then the same
+/// checked WebSocket handshake as [`handshake::accept`](crate::handshake::accept) (real HTTP
+/// answers: 400, 403, 404, 426; origin and path policies; subprotocol choice). The whole of it
+/// must finish within [`AcceptConfig::timeout`].
+///
+/// # Errors
+/// [`HandshakeError::TimedOut`] when the client was too slow, [`HandshakeError::Io`] if the TLS
+/// handshake fails, [`HandshakeError::Rejected`] when the upgrade request was refused (the HTTP
+/// answer has been sent).
+pub async fn accept<S>(
+    stream: S,
+    config: Arc<ServerConfig>,
+    accept_config: &AcceptConfig,
+) -> Result<(WebSocketStream<ServerStream<S>>, UpgradeRequest), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let handshake = async {
+        let tls = TlsAcceptor::from(config)
+            .accept(stream)
+            .await
+            .map_err(|err| HandshakeError::Io(Arc::new(err)))?;
+        crate::handshake::accept(tls, accept_config).await
+    };
+    match select(pin!(handshake), Delay::new(accept_config.timeout)).await {
+        Either::Left((outcome, _)) => outcome,
+        Either::Right(((), _)) => Err(HandshakeError::TimedOut),
+    }
 }

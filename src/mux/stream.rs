@@ -152,7 +152,10 @@ impl SendStream {
             self.half
                 .engine()
                 .poll_op(cx, Slot::Write(key), |mux, _| match mux.poll_stopped(key) {
-                    Some(Ok(None)) if !mux.is_flushed() => Poll::Pending,
+                    Some(Ok(None)) if !mux.is_flushed() => {
+                        mux.await_flush(key);
+                        Poll::Pending
+                    }
                     Some(outcome) => {
                         Poll::Ready(outcome.map_err(|err| Error::from_stream(err, id)))
                     }
@@ -210,7 +213,11 @@ impl SendStream {
         half.engine()
             .poll_op(cx, Slot::Write(key), |mux, _| match mux.flush(key) {
                 Ok(true) if mux.is_flushed() => Poll::Ready(Ok(())),
-                Ok(_) => Poll::Pending,
+                Ok(true) => {
+                    mux.await_flush(key);
+                    Poll::Pending
+                }
+                Ok(false) => Poll::Pending,
                 Err(err) => Poll::Ready(Err(half.io_error(err))),
             })
     }
@@ -221,7 +228,11 @@ impl SendStream {
         half.engine()
             .poll_op(cx, Slot::Write(key), |mux, _| match mux.finish(key) {
                 Ok(true) if mux.is_flushed() => Poll::Ready(Ok(())),
-                Ok(_) => Poll::Pending,
+                Ok(true) => {
+                    mux.await_flush(key);
+                    Poll::Pending
+                }
+                Ok(false) => Poll::Pending,
                 Err(err) => Poll::Ready(Err(half.io_error(err))),
             })
     }

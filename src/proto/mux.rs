@@ -140,6 +140,8 @@ pub struct Mux {
     stats: Stats,
     /// Something was handed out since the last complete flush.
     unflushed: bool,
+    /// Streams whose flush, close or `stopped` waits for the socket to be flushed.
+    flush_waiters: Vec<StreamKey>,
 }
 
 impl Mux {
@@ -154,6 +156,7 @@ impl Mux {
             send_buffer: config.send_buffer,
             max_payload: config.max_data_per_message,
             coalesce: config.coalesce_writes,
+            drop_code: config.drop_code,
             pin_unit: DEFAULT_PIN_UNIT,
             pin_budget: PIN_BUDGET,
         });
@@ -169,6 +172,7 @@ impl Mux {
             drain: None,
             stats: Stats::default(),
             unflushed: false,
+            flush_waiters: Vec::new(),
         }
     }
 
@@ -274,6 +278,13 @@ impl Mux {
         !self.unflushed
     }
 
+    /// The stream's writer waits until the socket is flushed: it is woken ([`Wake::Write`]) then.
+    pub fn await_flush(&mut self, key: StreamKey) {
+        if !self.flush_waiters.contains(&key) {
+            self.flush_waiters.push(key);
+        }
+    }
+
     /// What the connection counted.
     pub fn stats(&self) -> Stats {
         let counted = &self.streams.stats;
@@ -367,6 +378,9 @@ impl Mux {
     /// Everything handed to the socket has been written out.
     pub fn handle_flushed(&mut self, now: Instant) {
         self.unflushed = false;
+        for key in std::mem::take(&mut self.flush_waiters) {
+            self.streams.wake_write(key);
+        }
         self.lifecycle.handle_flushed(now);
         self.settle(now);
     }

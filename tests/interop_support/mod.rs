@@ -74,9 +74,9 @@ impl Session {
                     .await
                     .expect("accept the Node client");
                 tcp.set_nodelay(true).expect("nodelay");
-                let ws = within(
+                let (ws, _request) = within(
                     "tls + websocket handshake",
-                    ws_stream_mux::tls::accept(tcp, tls.server.clone()),
+                    ws_stream_mux::tls::accept(tcp, tls.server.clone(), &Default::default()),
                 )
                 .await
                 .expect("wss handshake with the Node client");

@@ -56,6 +56,8 @@ pub(crate) struct StreamsConfig {
     pub(crate) max_payload: usize,
     /// Hold partial DATA messages back until full or flushed.
     pub(crate) coalesce: bool,
+    /// The code a stream's dropped handles stop or reset with, unless the stream has its own.
+    pub(crate) drop_code: ErrorCode,
     /// What a pinned payload is charged: the size of the buffer it may keep alive.
     pub(crate) pin_unit: usize,
     /// The most pinned payloads may be charged before further ones are copied.
@@ -258,7 +260,7 @@ impl Streams {
             send_held: has_send,
             recv_held: has_recv,
             unaccepted: !local,
-            drop_code: ErrorCode::UNKNOWN,
+            drop_code: self.config.drop_code,
             announced: !local,
             peer_ready: false,
             failed: false,

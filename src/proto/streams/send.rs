@@ -225,15 +225,18 @@ impl Send {
                 Ok(true)
             }
             SendState::Finishing | SendState::Finished => Ok(false),
+            // Stopped after every byte had left: everything written was delivered.
+            SendState::Stopped(_) if !self.dropped_data => Ok(false),
             _ => Err(self.write_error().expect("not open")),
         }
     }
 
-    /// Whether the finish is complete: `Ok(true)` once the FIN left (or the peer stopped us after
-    /// every byte had left), the half's error if data was lost.
+    /// Whether the finish is complete: `Ok(true)` once the FIN left, or the peer stopped us after
+    /// every byte had left (a delivery all the same); the half's error if data was lost.
     pub(crate) fn poll_finished(&self) -> Result<bool, StreamError> {
         match &self.state {
             SendState::Finished => Ok(true),
+            SendState::Stopped(_) if !self.dropped_data => Ok(true),
             SendState::Finishing | SendState::Open => Ok(false),
             _ => Err(self.write_error().expect("ended")),
         }
