@@ -42,6 +42,9 @@ pub enum Timeout {
     Ping,
     /// A graceful shutdown's streams did not finish before its deadline.
     Shutdown,
+    /// Nothing was heard from the peer for the idle timeout (the connection was closed with
+    /// 1001).
+    Idle,
 }
 
 impl fmt::Display for Timeout {
@@ -50,6 +53,7 @@ impl fmt::Display for Timeout {
             Timeout::Close => "the closing handshake timed out",
             Timeout::Ping => "no pong within the ping timeout",
             Timeout::Shutdown => "streams did not finish before the shutdown deadline",
+            Timeout::Idle => "nothing heard from the peer for the idle timeout",
         })
     }
 }
@@ -243,6 +247,7 @@ impl From<ConnectionError> for Error {
             }
             ConnectionError::PeerError { code, reason } => Error::PeerError { code, reason },
             ConnectionError::Violation(violation) => Error::Protocol(violation),
+            ConnectionError::IdleTimeout => Error::TimedOut(Timeout::Idle),
             ConnectionError::Abnormal { detail } => Error::abnormal(detail),
         }
     }

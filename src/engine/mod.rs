@@ -16,6 +16,7 @@
 pub(crate) mod events;
 pub(crate) mod pump;
 pub(crate) mod shared;
+pub(crate) mod span;
 pub(crate) mod timer;
 pub(crate) mod transport;
 pub(crate) mod wakers;

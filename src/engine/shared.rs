@@ -151,6 +151,8 @@ pub(crate) struct Shared<S> {
     socket_waker: Waker,
     /// Handles the application holds; when the last goes, the connection is abandoned.
     handles: AtomicUsize,
+    /// The connection's tracing span (a no-op without the `tracing` feature).
+    pub(crate) span: super::span::Span,
 }
 
 /// The pump's access to the core through the lock.
@@ -165,7 +167,12 @@ impl<S: Session> Access for Locked<'_, S> {
 }
 
 impl<S: Session> Shared<S> {
-    pub(crate) fn new(session: S, io: Io<BoxSocket>, event_queue: usize) -> Self {
+    pub(crate) fn new(
+        session: S,
+        io: Io<BoxSocket>,
+        event_queue: usize,
+        span: super::span::Span,
+    ) -> Self {
         let router = Arc::new(Router::default());
         Self {
             state: Mutex::new(State {
@@ -178,6 +185,7 @@ impl<S: Session> Shared<S> {
             socket_waker: Waker::from(Arc::clone(&router)),
             router,
             handles: AtomicUsize::new(0),
+            span,
         }
     }
 
@@ -274,6 +282,7 @@ impl<S: Session> Shared<S> {
                 }
             };
             request |= self.drive_requested.swap(0, Ordering::SeqCst);
+            let _entered = self.span.enter();
             if let Some(engine) = io.as_mut() {
                 let mut cx = Context::from_waker(&self.socket_waker);
                 let epoch = self.router.epoch.load(Ordering::SeqCst);

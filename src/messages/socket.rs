@@ -81,7 +81,12 @@ impl MessageSocket {
         let session = MessageSession::new(config.lifecycle(), config.max_buffered, Instant::now());
         let transport = Transport::new(Box::new(ws) as BoxSocket, max_message_size);
         Ok(Self {
-            shared: Arc::new(Shared::new(session, Io::new(transport), config.event_queue)),
+            shared: Arc::new(Shared::new(
+                session,
+                Io::new(transport),
+                config.event_queue,
+                crate::engine::span::message_socket(),
+            )),
             config: Arc::new(config),
             max_send,
         })

@@ -130,8 +130,9 @@ impl Connection {
         let mut mux = Mux::new(side, protocol, config, Instant::now());
         mux.set_pin_unit(read_buffer);
         let transport = Transport::new(Box::new(ws) as BoxSocket, max_message_size);
+        let span = crate::engine::span::connection(side, protocol);
         let inner = Arc::new(Inner {
-            engine: Shared::new(mux, Io::new(transport), event_queue),
+            engine: Shared::new(mux, Io::new(transport), event_queue, span),
             peer_addr: OnceLock::new(),
         });
         Ok(Self {

@@ -14,7 +14,7 @@ use futures::{AsyncRead, AsyncWrite};
 
 use super::handle::Handle;
 use crate::{
-    engine::{shared::Shared, wakers::Slot},
+    engine::{shared::Shared, span::Span, wakers::Slot},
     error::Error,
     proto::{ErrorCode, Mux, ReadOutcome, StreamError, StreamId, StreamKey},
 };
@@ -26,9 +26,21 @@ struct Half {
     key: StreamKey,
     /// Already released.
     released: bool,
+    /// The stream's tracing span (a no-op without the `tracing` feature).
+    span: Span,
 }
 
 impl Half {
+    fn new(handle: Handle, key: StreamKey) -> Self {
+        let span = crate::engine::span::stream(&handle.engine().span, key.id());
+        Self {
+            handle,
+            key,
+            released: false,
+            span,
+        }
+    }
+
     fn engine(&self) -> &Shared<Mux> {
         self.handle.engine()
     }
@@ -43,6 +55,7 @@ impl Half {
 
     /// A one-shot command on the stream, then whatever it queued is sent.
     fn act<T>(&self, f: impl FnOnce(&mut Mux) -> Result<T, StreamError>) -> Result<T, Error> {
+        let _entered = self.span.enter();
         let result = self.engine().with_state(|state| f(&mut state.session));
         self.engine().drive(false);
         result.map_err(|err| Error::from_stream(err, self.id()))
@@ -54,6 +67,7 @@ impl Half {
             return;
         }
         self.released = true;
+        let _entered = self.span.enter();
         let key = self.key;
         let panicking = std::thread::panicking();
         self.engine().with_state(|state| {
@@ -102,11 +116,7 @@ pub struct SendStream {
 impl SendStream {
     pub(crate) fn new(handle: Handle, key: StreamKey) -> Self {
         Self {
-            half: Half {
-                handle,
-                key,
-                released: false,
-            },
+            half: Half::new(handle, key),
         }
     }
 
@@ -193,6 +203,7 @@ impl SendStream {
     }
 
     fn poll_write_inner(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let _entered = self.half.span.enter();
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -208,6 +219,7 @@ impl SendStream {
     }
 
     fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _entered = self.half.span.enter();
         let key = self.half.key;
         let half = &self.half;
         half.engine()
@@ -223,6 +235,7 @@ impl SendStream {
     }
 
     fn poll_close_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _entered = self.half.span.enter();
         let key = self.half.key;
         let half = &self.half;
         half.engine()
@@ -280,11 +293,7 @@ pub struct RecvStream {
 impl RecvStream {
     pub(crate) fn new(handle: Handle, key: StreamKey) -> Self {
         Self {
-            half: Half {
-                handle,
-                key,
-                released: false,
-            },
+            half: Half::new(handle, key),
         }
     }
 
@@ -335,6 +344,7 @@ impl RecvStream {
     }
 
     fn poll_read_inner(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let _entered = self.half.span.enter();
         let key = self.half.key;
         let half = &self.half;
         half.engine()

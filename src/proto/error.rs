@@ -143,6 +143,10 @@ pub enum ConnectionError {
     /// The peer broke the protocol and we closed the connection.
     #[error("protocol violation: {0}")]
     Violation(#[from] ProtoError),
+    /// Nothing was heard from the peer for the idle timeout; we closed with 1001 ("idle
+    /// timeout").
+    #[error("closed after the idle timeout: nothing heard from the peer (1001)")]
+    IdleTimeout,
     /// The connection ended without a closing handshake (TCP ended or failed): 1006.
     #[error("connection ended without a close frame (1006){}", reason_suffix(.detail))]
     Abnormal {
@@ -159,6 +163,7 @@ impl ConnectionError {
             ConnectionError::ApplicationClosed { .. } => CloseCode::NORMAL,
             ConnectionError::PeerError { .. } => CloseCode::PROTOCOL_ERROR,
             ConnectionError::Violation(violation) => violation.close_code(),
+            ConnectionError::IdleTimeout => CloseCode::GOING_AWAY,
             ConnectionError::Abnormal { .. } => CloseCode::ABNORMAL,
         }
     }
@@ -170,6 +175,7 @@ impl ConnectionError {
             | ConnectionError::ApplicationClosed { reason, .. }
             | ConnectionError::PeerError { reason, .. } => reason,
             ConnectionError::Violation(violation) => violation.close_reason(),
+            ConnectionError::IdleTimeout => IDLE_REASON,
             ConnectionError::Abnormal { detail } => detail,
         }
     }
@@ -184,6 +190,9 @@ impl ConnectionError {
         }
     }
 }
+
+/// The reason of the Close frame an idle timeout sends.
+pub const IDLE_REASON: &str = "idle timeout";
 
 fn initiator_name(initiator: Initiator) -> &'static str {
     match initiator {

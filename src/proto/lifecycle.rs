@@ -30,6 +30,7 @@ use super::{
     code::CloseCode,
     error::{ConnectionError, ProtoError},
     id::Initiator,
+    trace::debug,
 };
 
 /// How many pings a peer may send while our pongs cannot leave (the socket does not take them)
@@ -180,6 +181,8 @@ pub struct Lifecycle {
     events: VecDeque<LifecycleEvent>,
     /// Whether the echo of the peer's Close (or our frame) is still to be flushed.
     flush_owed: bool,
+    /// Our close is the idle timeout's: everything then ends with `ConnectionError::IdleTimeout`.
+    idle: bool,
 }
 
 impl Lifecycle {
@@ -203,6 +206,7 @@ impl Lifecycle {
             stalled_since: None,
             events: VecDeque::new(),
             flush_owed: false,
+            idle: false,
         }
     }
 
@@ -223,6 +227,7 @@ impl Lifecycle {
     pub fn closing_error(&self) -> Option<ConnectionError> {
         match &self.state {
             State::Open => None,
+            State::Closing { .. } if self.idle => Some(ConnectionError::IdleTimeout),
             State::Closing { code, reason, .. } => Some(ConnectionError::Closed {
                 code: *code,
                 reason: reason.clone(),
@@ -337,6 +342,7 @@ impl Lifecycle {
     pub fn handle_close_frame(&mut self, now: Instant, frame: Option<(CloseCode, String)>) {
         self.handle_heard(now);
         let (code, reason) = frame.unwrap_or((CloseCode::NO_STATUS, String::new()));
+        debug!(code = code.0, reason = %reason, "close frame received");
         self.events.push_back(LifecycleEvent::CloseFrame {
             code,
             reason: reason.clone(),
@@ -373,6 +379,7 @@ impl Lifecycle {
     pub fn handle_ended(&mut self, detail: String) {
         let err = match &self.state {
             State::Done(_) => return,
+            State::Closing { .. } if self.idle => ConnectionError::IdleTimeout,
             State::Open | State::Closing { .. } => ConnectionError::Abnormal {
                 detail: if detail.is_empty() {
                     "connection ended without a close frame".to_owned()
@@ -496,6 +503,7 @@ impl Lifecycle {
     pub fn poll_output(&mut self, now: Instant) -> Option<LifecycleOutput> {
         match &mut self.state {
             State::Failing { violation, sent } if !*sent => {
+                debug!(code = violation.close_code().0, %violation, "close frame sent");
                 *sent = true;
                 self.flush_owed = true;
                 return Some(LifecycleOutput::Close {
@@ -517,6 +525,7 @@ impl Lifecycle {
         }
         match &mut self.state {
             State::Closing { code, reason, sent } if !*sent && self.close_cleared => {
+                debug!(code = code.0, reason = %reason, "close frame sent");
                 *sent = true;
                 self.flush_owed = true;
                 Some(LifecycleOutput::Close {
@@ -560,6 +569,7 @@ impl Lifecycle {
             return;
         }
         if self.close_deadline.is_some_and(|due| now >= due) {
+            debug!("the closing handshake timed out");
             self.events.push_back(LifecycleEvent::CloseTimedOut);
             if matches!(self.state, State::Closing { .. }) {
                 self.set_close_outcome(CloseOutcome::TimedOut);
@@ -582,7 +592,9 @@ impl Lifecycle {
             return;
         }
         if self.idle_due().is_some_and(|due| now >= due) {
-            let _ = self.close(now, CloseCode::GOING_AWAY, "idle timeout");
+            debug!("idle timeout");
+            let _ = self.close(now, CloseCode::GOING_AWAY, super::error::IDLE_REASON);
+            self.idle = true;
             self.close_cleared = true;
             return;
         }
@@ -647,6 +659,7 @@ impl Lifecycle {
         if matches!(self.state, State::Done(_)) {
             return;
         }
+        debug!(%err, "connection over");
         self.events.push_back(LifecycleEvent::Closed(err.clone()));
         self.state = State::Done(err);
         self.close_deadline = None;
@@ -799,6 +812,7 @@ mod tests {
         lc.handle_timeout(t0 + 5 * SECOND);
         assert!(lc.is_open());
         lc.handle_timeout(t0 + 8 * SECOND);
+        assert_eq!(lc.closing_error(), Some(ConnectionError::IdleTimeout));
         assert_eq!(
             drain(&mut lc, t0),
             vec![LifecycleOutput::Close {

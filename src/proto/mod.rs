@@ -28,6 +28,7 @@ pub mod id;
 pub mod lifecycle;
 pub mod mux;
 mod streams;
+mod trace;
 pub mod varint;
 pub mod wire;
 

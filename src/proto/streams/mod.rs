@@ -33,6 +33,7 @@ use super::{
     error::StreamError,
     event::Wake,
     id::{Dir, StreamId},
+    trace::debug,
 };
 
 pub(crate) use recv::SHARE_MIN;
@@ -469,6 +470,12 @@ impl Streams {
             }
             return;
         }
+        debug!(
+            stream = stream.id.0,
+            grant,
+            window = recv.window,
+            "credit granted"
+        );
         recv.granted += grant;
         self.held_credit += grant;
         self.budget_used = self.budget_used - held.saturating_sub(initial)
@@ -523,6 +530,7 @@ impl Streams {
         self.drop_owed_credit(key);
         if tell {
             if let Some(stream) = self.store.get_mut(key) {
+                debug!(stream = stream.id.0, code = code.0, "stopped");
                 stream.owe.stop = Some(code);
             }
             self.queue_control(key);
@@ -673,6 +681,7 @@ impl Streams {
             return false;
         }
         self.written_total -= unsent;
+        debug!(stream = stream.id.0, code = code.0, "reset");
         stream.owe.reset = Some(code);
         self.stats.resets_sent += 1;
         self.queue_control(key);

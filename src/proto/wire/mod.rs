@@ -21,6 +21,7 @@ use super::{
     event::{Event, EventQueue},
     id::{Dir, Half, Side, StreamId},
     streams::{DataError, DataTurn, Framing, StreamKey, Streams},
+    trace::debug,
     varint,
 };
 
@@ -88,9 +89,10 @@ impl Wire {
         let id = StreamId(self.next_local);
         self.next_local += 2;
         let key = streams.create(id, Dir::Bi, true, 0, 0);
-        // The opening ACK always goes, with at least one byte even when the budget is spent.
+        // The opening ACK always goes, with its initial window.
         streams.grant_initial(key);
         streams.stats.opened += 1;
+        debug!(stream = id.0, "stream opened");
         Ok(Some(key))
     }
 
@@ -152,16 +154,19 @@ impl Wire {
         self.next_peer = id.0.saturating_add(2);
         let Frame::Ack(credit) = frame else {
             // A first message other than ACK: a parse error for that id.
+            debug!(stream = id.0, "refused: its first message is not an ACK");
             self.refuse(id, ErrorCode::PARSE);
             events.push(Event::StreamParseError { id });
             return;
         };
         if streams.peer_open[0] >= self.max_streams || streams.refusing {
+            debug!(stream = id.0, shutting_down = streams.refusing, "refused");
             self.refuse(id, ErrorCode::UNKNOWN);
             streams.stats.refused += 1;
             events.push(Event::StreamRefused { id });
             return;
         }
+        debug!(stream = id.0, credit, "peer opened a stream");
         let key = streams.create(id, Dir::Bi, false, u64::from(credit), 0);
         if let Some(stream) = streams.get_mut(key) {
             stream.peer_ready = true;
@@ -222,6 +227,7 @@ impl Wire {
             // reset) changes nothing and is not reported again.
             Frame::Error(Half::Read, _) | Frame::Close(Half::Read) if !recv_open => {}
             Frame::Error(Half::Read, code) => {
+                debug!(stream = id.0, code = code.0, "reset by the peer");
                 events.push(Event::StreamShutdown {
                     id,
                     half: Half::Read,
@@ -230,6 +236,7 @@ impl Wire {
                 streams.on_reset(key, code);
             }
             Frame::Close(Half::Read) => {
+                debug!(stream = id.0, "finished by the peer");
                 events.push(Event::StreamShutdown {
                     id,
                     half: Half::Read,
@@ -259,6 +266,7 @@ impl Wire {
         };
         // `None`: our writing is already over (FIN sent, or reset): a mirror reply.
         if streams.on_stop(key, code).is_some() {
+            debug!(stream = id.0, code = code.0, "stopped by the peer");
             events.push(Event::StreamShutdown {
                 id,
                 half: Half::Write,
@@ -283,6 +291,11 @@ impl Wire {
         } else {
             (StreamError::Parse, Event::StreamParseError { id })
         };
+        debug!(
+            stream = id.0,
+            code = code.0,
+            "the peer misbehaved on the stream: it failed"
+        );
         events.push(event);
         streams.fail_stream(key, err);
         if let Some(stream) = streams.get_mut(key) {
