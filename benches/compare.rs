@@ -2,15 +2,19 @@
 //! ws_stream_tungstenite 0.15, yamux 0.14 over ws_stream_tungstenite, and this crate (`WsIo`, one
 //! `WsStream`, many `WsStream`s), over real TCP on 127.0.0.1 with TCP_NODELAY.
 //!
+//! The benchmark is its own package in the workspace (`benches/Cargo.toml`), so that the crates it
+//! measures against are no dependencies of the library. From the repository root:
+//!
 //! ```text
-//! cargo bench --bench compare               # full run (about 5 minutes on 2 cores)
-//! WS_BENCH_QUICK=1 cargo bench --bench compare   # quick smoke run (well under a minute)
-//! cargo bench --bench compare -- --quick    # the same
+//! cargo bench -p ws_stream_mux_bench --bench compare              # full run
+//! cargo bench -p ws_stream_mux_bench --bench compare -- --quick   # quick smoke run (about a minute)
+//! WS_BENCH_QUICK=1 cargo bench -p ws_stream_mux_bench --bench compare   # the same
+//! cargo bench -p ws_stream_mux_bench --bench compare -- --only yamux    # only what matches
 //! ```
 //!
-//! Run by `cargo test --benches` (no `--bench` argument), it does the quick run. It prints a
-//! Markdown table and the ratios the crate aims for; it never fails on a missed target (only on a
-//! broken transfer), so it can serve as a CI smoke test.
+//! Run by `cargo test -p ws_stream_mux_bench --benches` (no `--bench` argument), it does the quick
+//! run. It prints Markdown tables and the ratios the crate aims for; it never fails on a missed
+//! target (only on a broken transfer or a hang), so it can serve as a CI smoke test.
 
 mod support;
 
