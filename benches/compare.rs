@@ -1,6 +1,7 @@
 //! Side by side, in one process on one machine: raw TCP, raw async-tungstenite,
 //! ws_stream_tungstenite 0.15, yamux 0.14 over ws_stream_tungstenite, and this crate (`WsIo`, one
-//! `WsStream`, many `WsStream`s), over real TCP on 127.0.0.1 with TCP_NODELAY.
+//! `WsStream`, many `WsStream`s, with and without a spawned `run()` driver), over real TCP on
+//! 127.0.0.1 with TCP_NODELAY.
 //!
 //! The benchmark is its own package in the workspace (`benches/Cargo.toml`), so that the crates it
 //! measures against are no dependencies of the library. From the repository root:
@@ -21,9 +22,12 @@ mod support;
 use std::{fmt::Write as _, process::Command, time::Duration};
 
 use support::{
+    active,
     bulk::{self, Contender},
     measure::{self, Sample},
-    rtt, streams,
+    rtt,
+    runtime::Rt,
+    streams, Named,
 };
 
 /// Sizes of one run.
@@ -38,6 +42,12 @@ struct Plan {
     round_trips: usize,
     opens: usize,
     idle_streams: usize,
+    /// One active stream among idle ones: the idle stream counts, rounds, round trips and bulk
+    /// echo bytes per round.
+    active_idle: Vec<usize>,
+    active_rounds: usize,
+    active_trips: usize,
+    active_bulk: u64,
     /// Safety net per measurement: a hang fails loudly instead of running for ever.
     limit: Duration,
     /// Only the measurements whose name contains this (`--only TEXT` or `WS_BENCH_ONLY`; several
@@ -68,6 +78,10 @@ impl Plan {
                 round_trips: 1_000,
                 opens: 1_000,
                 idle_streams: 10_000,
+                active_idle: vec![0, 1_000],
+                active_rounds: 1,
+                active_trips: 500,
+                active_bulk: 4 * MIB,
                 limit: Duration::from_secs(60),
                 only: None,
             }
@@ -82,6 +96,10 @@ impl Plan {
                 round_trips: 10_000,
                 opens: 10_000,
                 idle_streams: 10_000,
+                active_idle: vec![0, 1_000, 10_000],
+                active_rounds: 3,
+                active_trips: 3_000,
+                active_bulk: 64 * MIB,
                 limit: Duration::from_secs(600),
                 only: None,
             }
@@ -125,6 +143,7 @@ fn main() {
     run_opens(&plan, &mut report);
     run_idle(&plan, &mut report);
     run_tokio(&plan, &mut report);
+    run_active(&plan, &mut report);
     report.targets();
 }
 
@@ -141,20 +160,19 @@ fn block_on<T>(plan: &Plan, what: &str, fut: impl std::future::Future<Output = T
 /// Runs `round` for every wanted contender, round after round: A, B, C, then A, B, C again.
 /// On a shared machine whose speed drifts, interleaving spreads a slow phase over every
 /// contender instead of penalising whichever happened to run during it.
-fn interleaved<R>(
+fn interleaved<C: Copy, R>(
     plan: &Plan,
     rounds: usize,
-    contenders: &[Contender],
-    name: impl Fn(Contender) -> String,
-    mut round: impl FnMut(Contender, &str) -> R,
-) -> Vec<(Contender, Vec<R>)> {
-    let wanted: Vec<(Contender, String)> = contenders
+    contenders: &[C],
+    name: impl Fn(C) -> String,
+    mut round: impl FnMut(C, &str) -> R,
+) -> Vec<(C, Vec<R>)> {
+    let wanted: Vec<(C, String)> = contenders
         .iter()
         .map(|&c| (c, name(c)))
         .filter(|(_, what)| plan.wants(what))
         .collect();
-    let mut results: Vec<(Contender, Vec<R>)> =
-        wanted.iter().map(|(c, _)| (*c, Vec::new())).collect();
+    let mut results: Vec<(C, Vec<R>)> = wanted.iter().map(|(c, _)| (*c, Vec::new())).collect();
     for _ in 0..rounds {
         for ((contender, what), (_, samples)) in wanted.iter().zip(results.iter_mut()) {
             samples.push(round(*contender, what));
@@ -164,14 +182,14 @@ fn interleaved<R>(
 }
 
 /// The median of each contender's rounds, logged.
-fn medians(label: &str, results: Vec<(Contender, Vec<Sample>)>) -> Vec<(Contender, Sample)> {
+fn medians<C: Named>(label: &str, results: Vec<(C, Vec<Sample>)>) -> Vec<(C, Sample)> {
     results
         .into_iter()
         .map(|(c, samples)| {
             let m = measure::median(&samples);
             eprintln!(
                 "  {label}, {}: {:.3} s (median of {})",
-                c.name(),
+                c.label(),
                 m.wall.as_secs_f64(),
                 samples.len()
             );
@@ -446,12 +464,34 @@ fn idle_child(args: &[String]) {
     println!("{}", report.to_line());
 }
 
-fn run_tokio(plan: &Plan, report: &mut Report) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A multi-threaded tokio runtime with 2 workers (one per core of the reference machine).
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime");
+        .expect("tokio runtime")
+}
+
+/// Runs `fut` as a task on one of `runtime`'s workers, like the tasks it spawns (not on the
+/// thread that blocks: wake-ups to that thread cost a thread hand-off each, which made round trips
+/// jump between two modes from round to round), under the plan's safety net.
+fn on_tokio<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    plan: &Plan,
+    what: &str,
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    runtime.block_on(async {
+        match tokio::time::timeout(plan.limit, tokio::spawn(fut)).await {
+            Ok(v) => v.unwrap_or_else(|err| panic!("{what}: {err}")),
+            Err(_) => panic!("{what}: not done after {:?}: hang", plan.limit),
+        }
+    })
+}
+
+fn run_tokio(plan: &Plan, report: &mut Report) {
+    let runtime = tokio_runtime();
     let write_size = 64 * KIB as usize;
     let results = interleaved(
         plan,
@@ -528,6 +568,142 @@ fn run_tokio(plan: &Plan, report: &mut Report) {
     report.push(t);
 }
 
+/// One active stream among N idle ones, each idle stream with a task parked in `read()` on both
+/// ends: the work for one message must not grow with the idle streams.
+fn run_active(plan: &Plan, report: &mut Report) {
+    use active::Contender as A;
+    /// Without a driver every message wakes every parked task: beyond this many idle streams a
+    /// round would take minutes.
+    const NO_DRIVER_UP_TO: usize = 1_000;
+    let runtime = tokio_runtime();
+    let cases: Vec<(A, usize)> = plan
+        .active_idle
+        .iter()
+        .flat_map(|&n| A::ALL.iter().map(move |&c| (c, n)))
+        .filter(|&(c, n)| c != A::OursNoDriver || n <= NO_DRIVER_UP_TO)
+        .collect();
+    let results = interleaved(
+        plan,
+        plan.active_rounds,
+        &cases,
+        |case| format!("active among idle: {}", case.label()),
+        |(c, n), what| {
+            let fut = active::round(c, n, plan.active_trips, plan.active_bulk);
+            let round = match c.runtime() {
+                Rt::Tokio => on_tokio(&runtime, plan, what, fut),
+                Rt::AsyncStd => block_on(plan, what, fut),
+            };
+            eprintln!(
+                "  {what}: set-up {:.2} s, echo {:.0} MiB/s",
+                round.setup.as_secs_f64(),
+                mib_per_s(plan.active_bulk, round.bulk)
+            );
+            round
+        },
+    );
+    struct Row {
+        contender: A,
+        idle: usize,
+        setup: Duration,
+        median: Duration,
+        p99: Duration,
+        bulk: f64,
+    }
+    let rows: Vec<Row> = results
+        .into_iter()
+        .map(|((contender, idle), rounds)| {
+            let mut setups: Vec<Duration> = rounds.iter().map(|r| r.setup).collect();
+            let bulks: Vec<Sample> = rounds.iter().map(|r| r.bulk).collect();
+            let mut lat: Vec<Duration> = rounds.into_iter().flat_map(|r| r.latencies).collect();
+            Row {
+                contender,
+                idle,
+                setup: measure::median_of(&mut setups),
+                median: measure::percentile(&mut lat, 50.0),
+                p99: measure::percentile(&mut lat, 99.0),
+                bulk: mib_per_s(plan.active_bulk, measure::median(&bulks)),
+            }
+        })
+        .collect();
+    let base = |c: A| rows.iter().find(|r| r.contender == c && r.idle == 0);
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n### One active stream among N idle ones ({} round trips of 64 B and a {} echo per round, {} interleaved round{})\n",
+        plan.active_trips,
+        size(plan.active_bulk),
+        plan.active_rounds,
+        if plan.active_rounds == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        t,
+        "Each idle stream has a task parked in `read()` on both ends. Set-up: opening the idle \
+         streams until each was answered. Echo: the client writes in 64 KiB writes while it reads \
+         the echo back. × 0 idle: this figure over the same contender's with no idle streams.\n"
+    );
+    let _ = writeln!(
+        t,
+        "| contender | idle streams | set-up s | RTT median µs | × 0 idle | RTT p99 µs | × 0 idle | echo MiB/s | × 0 idle |"
+    );
+    let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let ratio = |v: f64, b: Option<f64>| b.map_or("-".to_owned(), |b| format!("{:.2}×", v / b));
+    for r in &rows {
+        let b = base(r.contender);
+        let _ = writeln!(
+            t,
+            "| {} | {} | {:.2} | {:.1} | {} | {:.1} | {} | {:.0} | {} |",
+            r.contender.name(),
+            r.idle,
+            r.setup.as_secs_f64(),
+            micros(r.median),
+            ratio(micros(r.median), b.map(|b| micros(b.median))),
+            micros(r.p99),
+            ratio(micros(r.p99), b.map(|b| micros(b.p99))),
+            r.bulk,
+            ratio(r.bulk, b.map(|b| b.bulk)),
+        );
+    }
+    let most = plan.active_idle.iter().copied().max().unwrap_or(0);
+    if most > NO_DRIVER_UP_TO {
+        let _ = writeln!(
+            t,
+            "\n{} is not run with more than {NO_DRIVER_UP_TO} idle streams: every message wakes \
+             every parked task, so a round would take minutes.",
+            A::OursNoDriver.name()
+        );
+    }
+    if most > 0 {
+        let _ = writeln!(t);
+        if most < 10_000 {
+            let _ = writeln!(
+                t,
+                "Targets are stated for 10,000 idle streams; this run checks them at {most}."
+            );
+        }
+        for c in [A::OursTokio, A::OursAsyncStd] {
+            let (Some(b), Some(r)) = (
+                base(c),
+                rows.iter().find(|r| r.contender == c && r.idle == most),
+            ) else {
+                continue;
+            };
+            let rtt = r.median.as_secs_f64() / b.median.as_secs_f64();
+            let bulk = r.bulk / b.bulk;
+            let verdict = |met: bool| if met { "met" } else { "MISSED" };
+            let _ = writeln!(
+                t,
+                "- {}, {most} idle: RTT median {rtt:.2}× its 0-idle figure (goal ≤ 1.25×): **{}**; \
+                 echo {bulk:.2}× (goal ≥ 0.85×): **{}**",
+                c.name(),
+                verdict(rtt <= 1.25),
+                verdict(bulk >= 0.85),
+            );
+            report.active.push((c.name(), most, rtt, bulk));
+        }
+    }
+    report.push(t);
+}
+
 fn rows_has(set: &[Contender], c: Contender) -> bool {
     set.contains(&c)
 }
@@ -563,6 +739,9 @@ struct Report {
     opens: Vec<(Contender, f64)>,
     opens_parallel: Vec<(Contender, f64)>,
     idle: Vec<(Contender, streams::IdleReport)>,
+    /// One active stream among idle ones: contender, idle streams, RTT median and echo
+    /// throughput as ratios to its 0-idle figures.
+    active: Vec<(&'static str, usize, f64, f64)>,
 }
 
 impl Report {
@@ -598,9 +777,11 @@ impl Report {
         } else {
             println!(
                 "\nBulk rounds move {} each ({} rounds per contender and write size, interleaved: \
-                 A, B, C, A, B, C, ...); the whole run takes about 5 minutes on 2 cores.",
+                 A, B, C, A, B, C, ...). The sections up to the runtime comparison take about 5 \
+                 minutes on 2 cores; one active stream among up to {} idle ones comes on top.",
                 size(plan.bulk_total),
-                plan.rounds
+                plan.rounds,
+                plan.active_idle.iter().copied().max().unwrap_or(0)
             );
         }
     }
@@ -768,6 +949,22 @@ impl Report {
                 idle.streams as f64,
                 idle.streams >= 10_000,
                 " streams",
+            );
+        }
+        for (name, idle, rtt, bulk) in &self.active {
+            line(
+                &format!("{name}: 64 B round trip (median) among {idle} idle streams vs none"),
+                "≤ 1.25×",
+                *rtt,
+                *rtt <= 1.25,
+                "×",
+            );
+            line(
+                &format!("{name}: echo throughput among {idle} idle streams vs none"),
+                "≥ 0.85×",
+                *bulk,
+                *bulk >= 0.85,
+                "×",
             );
         }
         println!("{t}");

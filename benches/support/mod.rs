@@ -1,8 +1,21 @@
 //! The pieces of the side-by-side benchmark (`benches/compare.rs`).
 
+pub mod active;
 pub mod bulk;
 pub mod measure;
 pub mod net;
 pub mod rtt;
+pub mod runtime;
 pub mod streams;
 pub mod yamux_mux;
+
+/// What a row of a table measures: a contender, or a contender with a parameter.
+pub trait Named: Copy {
+    fn label(self) -> String;
+}
+
+impl Named for bulk::Contender {
+    fn label(self) -> String {
+        self.name().to_owned()
+    }
+}
