@@ -1,7 +1,7 @@
 //! Side by side, in one process on one machine: raw TCP, raw async-tungstenite,
-//! ws_stream_tungstenite 0.15, yamux 0.14 over ws_stream_tungstenite, and this crate (`WsIo`, one
-//! `WsStream`, many `WsStream`s, with and without a spawned `run()` driver), over real TCP on
-//! 127.0.0.1 with TCP_NODELAY.
+//! ws_stream_tungstenite 0.15, yamux 0.14 over ws_stream_tungstenite, qmux 0.6 (QMux over
+//! WebSocket, under tokio) and this crate (`WsIo`, one `WsStream`, many `WsStream`s, with and
+//! without a spawned `run()` driver), over real TCP on 127.0.0.1 with TCP_NODELAY.
 //!
 //! The benchmark is its own package in the workspace (`benches/Cargo.toml`), so that the crates it
 //! measures against are no dependencies of the library. From the repository root:
@@ -10,7 +10,7 @@
 //! cargo bench -p ws_stream_mux_bench --bench compare              # full run
 //! cargo bench -p ws_stream_mux_bench --bench compare -- --quick   # quick smoke run (about a minute)
 //! WS_BENCH_QUICK=1 cargo bench -p ws_stream_mux_bench --bench compare   # the same
-//! cargo bench -p ws_stream_mux_bench --bench compare -- --only yamux    # only what matches
+//! cargo bench -p ws_stream_mux_bench --bench compare -- --only qmux     # only what matches
 //! ```
 //!
 //! Run by `cargo test -p ws_stream_mux_bench --benches` (no `--bench` argument), it does the quick
@@ -27,7 +27,7 @@ use support::{
     measure::{self, Sample},
     rtt,
     runtime::Rt,
-    streams, Named,
+    streams, tokio_mux, Named,
 };
 
 /// Sizes of one run.
@@ -143,6 +143,7 @@ fn main() {
     run_opens(&plan, &mut report);
     run_idle(&plan, &mut report);
     run_tokio(&plan, &mut report);
+    run_qmux(&plan, &mut report);
     run_active(&plan, &mut report);
     report.targets();
 }
@@ -568,6 +569,214 @@ fn run_tokio(plan: &Plan, report: &mut Report) {
     report.push(t);
 }
 
+/// Our multiplexed streams next to qmux's, all under tokio (qmux needs it): ours with `run()`
+/// spawned on both ends, ours driven by its handles, and qmux with its defaults.
+fn run_qmux(plan: &Plan, report: &mut Report) {
+    use tokio_mux::Contender as T;
+    const PARALLEL: usize = 16;
+    let runtime = tokio_runtime();
+    let write_size = 64 * KIB as usize;
+
+    let bulk = medians(
+        "tokio bulk",
+        interleaved(
+            plan,
+            plan.rounds,
+            &T::ALL,
+            |c| format!("qmux table: bulk, {}", c.label()),
+            |c, what| {
+                on_tokio(
+                    &runtime,
+                    plan,
+                    what,
+                    tokio_mux::bulk(c, plan.bulk_total, write_size),
+                )
+            },
+        ),
+    );
+    let many_total = plan.many_per_stream * plan.many_streams as u64;
+    let many = medians(
+        "tokio many streams",
+        interleaved(
+            plan,
+            plan.many_rounds,
+            &T::ALL,
+            |c| format!("qmux table: {} streams, {}", plan.many_streams, c.label()),
+            |c, what| {
+                on_tokio(
+                    &runtime,
+                    plan,
+                    what,
+                    tokio_mux::many(c, plan.many_streams, plan.many_per_stream),
+                )
+            },
+        ),
+    );
+    const RTT_ROUNDS: usize = 5;
+    let per_round = plan.round_trips.div_ceil(RTT_ROUNDS);
+    let rtt: Vec<(T, Duration, Duration)> = interleaved(
+        plan,
+        RTT_ROUNDS,
+        &T::ALL,
+        |c| format!("qmux table: 64 B round trips, {}", c.label()),
+        |c, what| on_tokio(&runtime, plan, what, tokio_mux::round_trips(c, per_round)),
+    )
+    .into_iter()
+    .map(|(c, rounds)| {
+        let mut lat: Vec<Duration> = rounds.into_iter().flatten().collect();
+        let (median, p99) = (
+            measure::percentile(&mut lat, 50.0),
+            measure::percentile(&mut lat, 99.0),
+        );
+        eprintln!(
+            "  tokio 64 B round trips, {}: median {median:?}, p99 {p99:?}",
+            c.label()
+        );
+        (c, median, p99)
+    })
+    .collect();
+    let opens = medians(
+        "tokio open/echo/close",
+        interleaved(
+            plan,
+            3,
+            &T::ALL,
+            |c| format!("qmux table: open/echo/close, {}", c.label()),
+            |c, what| on_tokio(&runtime, plan, what, tokio_mux::opens(c, plan.opens)),
+        ),
+    );
+    let opens_parallel = medians(
+        "tokio open/echo/close 16 at a time",
+        interleaved(
+            plan,
+            3,
+            &T::ALL,
+            |c| {
+                format!(
+                    "qmux table: open/echo/close {PARALLEL} at a time, {}",
+                    c.label()
+                )
+            },
+            |c, what| {
+                on_tokio(
+                    &runtime,
+                    plan,
+                    what,
+                    tokio_mux::opens_parallel(c, plan.opens, PARALLEL),
+                )
+            },
+        ),
+    );
+
+    // (workload, unit, higher is better, value per contender)
+    type Metric = (String, &'static str, bool, Vec<(T, f64)>);
+    let mut metrics: Vec<Metric> = Vec::new();
+    let rate = |rows: &[(T, Sample)], bytes: u64| -> Vec<(T, f64)> {
+        rows.iter()
+            .map(|(c, m)| (*c, mib_per_s(bytes, *m)))
+            .collect()
+    };
+    metrics.push((
+        format!(
+            "bulk, one stream, 64 KiB writes ({})",
+            size(plan.bulk_total)
+        ),
+        "MiB/s",
+        true,
+        rate(&bulk, plan.bulk_total),
+    ));
+    metrics.push((
+        format!(
+            "{} streams × {} at once, 64 KiB writes",
+            plan.many_streams,
+            size(plan.many_per_stream)
+        ),
+        "MiB/s",
+        true,
+        rate(&many, many_total),
+    ));
+    metrics.push((
+        format!("64 B round trip, median ({})", per_round * RTT_ROUNDS),
+        "µs",
+        false,
+        rtt.iter().map(|(c, m, _)| (*c, micros(*m))).collect(),
+    ));
+    metrics.push((
+        "64 B round trip, p99".into(),
+        "µs",
+        false,
+        rtt.iter().map(|(c, _, p)| (*c, micros(*p))).collect(),
+    ));
+    let per_second = |rows: &[(T, Sample)]| -> Vec<(T, f64)> {
+        rows.iter()
+            .map(|(c, m)| (*c, plan.opens as f64 / m.wall.as_secs_f64()))
+            .collect()
+    };
+    metrics.push((
+        format!(
+            "open + 1-byte echo + close, one after another ({})",
+            plan.opens
+        ),
+        "streams/s",
+        true,
+        per_second(&opens),
+    ));
+    metrics.push((
+        format!("open + 1-byte echo + close, {PARALLEL} at a time"),
+        "streams/s",
+        true,
+        per_second(&opens_parallel),
+    ));
+
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n### Ours vs qmux 0.6 under tokio (multi-threaded, 2 workers; bulk median of {}, 16 streams median of {}, opens median of 3 interleaved rounds)\n",
+        plan.rounds, plan.many_rounds
+    );
+    let _ = writeln!(
+        t,
+        "Each with its defaults (ours: 1 MiB stream windows, 16 MiB per connection; qmux: 256 KiB \
+         streams, 1 MiB per connection, one WebSocket message per frame of at most 16 KiB). \
+         The ratio is ours / qmux: above 1 is better for ours in MiB/s and streams/s, below 1 in µs.\n"
+    );
+    let _ = writeln!(
+        t,
+        "| workload | unit | {} | {} | {} | run() / qmux | no driver / qmux |",
+        T::OursDriven.name(),
+        T::OursNoDriver.name(),
+        T::QMux.name()
+    );
+    let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|");
+    for (workload, unit, _higher, values) in &metrics {
+        let find = |c: T| values.iter().find(|(r, _)| *r == c).map(|(_, v)| *v);
+        let show = |v: Option<f64>| {
+            v.map_or("-".to_owned(), |v| {
+                if v >= 100.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.1}")
+                }
+            })
+        };
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}×", a / b),
+            _ => "-".to_owned(),
+        };
+        let (driven, handles, qmux) = (find(T::OursDriven), find(T::OursNoDriver), find(T::QMux));
+        let _ = writeln!(
+            t,
+            "| {workload} | {unit} | {} | {} | {} | {} | {} |",
+            show(driven),
+            show(handles),
+            show(qmux),
+            ratio(driven, qmux),
+            ratio(handles, qmux)
+        );
+    }
+    report.push(t);
+}
+
 /// One active stream among N idle ones, each idle stream with a task parked in `read()` on both
 /// ends: the work for one message must not grow with the idle streams.
 fn run_active(plan: &Plan, report: &mut Report) {
@@ -778,7 +987,8 @@ impl Report {
             println!(
                 "\nBulk rounds move {} each ({} rounds per contender and write size, interleaved: \
                  A, B, C, A, B, C, ...). The sections up to the runtime comparison take about 5 \
-                 minutes on 2 cores; one active stream among up to {} idle ones comes on top.",
+                 minutes on 2 cores; ours vs qmux and one active stream among up to {} idle ones \
+                 come on top.",
                 size(plan.bulk_total),
                 plan.rounds,
                 plan.active_idle.iter().copied().max().unwrap_or(0)

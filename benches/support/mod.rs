@@ -4,9 +4,11 @@ pub mod active;
 pub mod bulk;
 pub mod measure;
 pub mod net;
+pub mod qmux_mux;
 pub mod rtt;
 pub mod runtime;
 pub mod streams;
+pub mod tokio_mux;
 pub mod yamux_mux;
 
 /// What a row of a table measures: a contender, or a contender with a parameter.

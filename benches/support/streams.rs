@@ -13,7 +13,7 @@ use super::{
 };
 
 /// The client's side of one stream's life: write a byte, finish, read the echo to the end.
-async fn client_cycle<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
+pub async fn client_cycle<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
     s.write_all(&[42]).await.expect("open/echo write");
     s.close().await.expect("open/echo close");
     let mut reply = Vec::with_capacity(1);
@@ -22,7 +22,7 @@ async fn client_cycle<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
 }
 
 /// The server's side: read to the end, echo, finish.
-async fn server_cycle<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
+pub async fn server_cycle<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
     let mut got = Vec::with_capacity(1);
     s.read_to_end(&mut got).await.expect("echo read");
     s.write_all(&got).await.expect("echo write");
