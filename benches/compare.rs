@@ -476,7 +476,8 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
 
 /// Runs `fut` as a task on one of `runtime`'s workers, like the tasks it spawns (not on the
 /// thread that blocks: wake-ups to that thread cost a thread hand-off each, which made round trips
-/// jump between two modes from round to round), under the plan's safety net.
+/// jump between two modes from round to round), under the plan's safety net. (async-std: spawn
+/// the future and `block_on` its handle for the same effect.)
 fn on_tokio<T: Send + 'static>(
     runtime: &tokio::runtime::Runtime,
     plan: &Plan,
@@ -799,8 +800,9 @@ fn run_active(plan: &Plan, report: &mut Report) {
         |(c, n), what| {
             let fut = active::round(c, n, plan.active_trips, plan.active_bulk);
             let round = match c.runtime() {
+                // Both as a task on the runtime's threads, like the tasks the round spawns.
                 Rt::Tokio => on_tokio(&runtime, plan, what, fut),
-                Rt::AsyncStd => block_on(plan, what, fut),
+                Rt::AsyncStd => block_on(plan, what, async_std::task::spawn(fut)),
             };
             eprintln!(
                 "  {what}: set-up {:.2} s, echo {:.0} MiB/s",
