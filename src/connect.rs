@@ -229,6 +229,52 @@ where
     shared().connect(request, dial).await
 }
 
+/// A client request for `url` that offers `subprotocols` (most preferred first) in its
+/// `Sec-WebSocket-Protocol` header, for [`Connector::connect`]. With QMux, offer
+/// [`QmuxProtocols::subprotocols`](crate::QmuxProtocols::subprotocols); then
+/// [`selected_protocol`] on the response gives the [`Protocol`](crate::Protocol) to speak. A server
+/// that selects none fails the handshake (RFC 6455 §4.1: the client offered some).
+///
+/// # Errors
+/// [`HandshakeError::InvalidRequest`] for a URL that is not a WebSocket URL, or a subprotocol
+/// that cannot be a header value.
+///
+/// ```
+/// use ws_stream_mux::{connect::request_with_protocols, QmuxProtocols};
+///
+/// let offer = QmuxProtocols::default().application("chat").subprotocols();
+/// let request = request_with_protocols("ws://127.0.0.1:9001/", &offer)?;
+/// assert_eq!(
+///     request.headers()["sec-websocket-protocol"],
+///     "qmux-02.chat, qmux-01.chat, qmux-02, qmux-01"
+/// );
+/// # Ok::<_, ws_stream_mux::handshake::HandshakeError>(())
+/// ```
+pub fn request_with_protocols(
+    url: &str,
+    subprotocols: &[String],
+) -> Result<tungstenite::handshake::client::Request, HandshakeError> {
+    let mut request = url.into_client_request()?;
+    if !subprotocols.is_empty() {
+        let value = subprotocols.join(", ").parse().map_err(|_| {
+            HandshakeError::InvalidRequest("a subprotocol is not a valid header value".into())
+        })?;
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", value);
+    }
+    Ok(request)
+}
+
+/// The subprotocol the server selected in its answer, if any.
+pub fn selected_protocol(response: &Response) -> Option<&str> {
+    response
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+}
+
 /// `host:port` of a `ws` or `wss` URL.
 fn address(uri: &tungstenite::http::Uri) -> Result<String, HandshakeError> {
     let default_port = match uri.scheme_str() {

@@ -152,6 +152,15 @@ pub enum Error {
         max: usize,
     },
 
+    /// A datagram larger than the peer accepts (QMux's `max_datagram_frame_size`).
+    #[error("datagram of {size} bytes is larger than the peer accepts ({max} bytes)")]
+    DatagramTooLarge {
+        /// The datagram's size.
+        size: usize,
+        /// The largest the peer accepts.
+        max: usize,
+    },
+
     /// A stream error code above 2^62−1.
     #[error("error code {0} does not fit in a varint (at most 2^62-1)")]
     InvalidErrorCode(u64),
@@ -204,6 +213,7 @@ impl Error {
             | Error::CloseReasonTooLong(_)
             | Error::InvalidErrorCode(_)
             | Error::MessageTooLarge { .. }
+            | Error::DatagramTooLarge { .. }
             | Error::InvalidConfig(_) => io::ErrorKind::InvalidInput,
             Error::Unsupported(_) => io::ErrorKind::Unsupported,
         }

@@ -24,8 +24,8 @@ pub use io::{WsIo, WsIoConfig};
 pub use messages::{DataMessage, MessageConfig, MessageSocket};
 pub use mux::{Connection, RecvStream, SendStream, WsStream};
 pub use proto::{
-    CloseCode, Config, Dir, ErrorCode, Half, ProtoError, Protocol, Side, Stats, StreamId,
-    MAX_CLOSE_REASON_LEN,
+    CloseCode, Config, Dir, ErrorCode, Half, ProtoError, Protocol, QmuxProtocols, QmuxVersion,
+    Side, Stats, StreamId, MAX_CLOSE_REASON_LEN,
 };
 pub use websocket::{io_websocket_config, websocket_config};
 

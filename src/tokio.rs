@@ -41,13 +41,13 @@ use async_tungstenite::WebSocketStream;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
 use crate::{
-    connect::shared as shared_connector,
+    connect::{request_with_protocols, selected_protocol, shared as shared_connector},
     error::Error,
     handshake::{self, AcceptConfig, UpgradeRequest},
     io::{WsIo, WsIoConfig},
     io_websocket_config,
     mux::Connection,
-    websocket_config, Config,
+    websocket_config, Config, Protocol, QmuxProtocols, Side,
 };
 
 /// A tokio TCP stream as futures-io, what the WebSockets from here run over.
@@ -63,10 +63,34 @@ pub type TokioTcp = Compat<TcpStream>;
 /// [`Error::Handshake`] when TCP or the upgrade failed (with the HTTP status when refused);
 /// [`Error::InvalidConfig`] for an invalid `config`.
 pub async fn connect(url: &str, config: Config) -> Result<Connection, Error> {
+    connect_offering(url, &[], config).await
+}
+
+/// Connects like [`connect`], offering the QMux subprotocols of `protocols`: the connection
+/// speaks QMux, in the version and for the application the server selected (see
+/// [`Connection::protocol`]).
+///
+/// # Errors
+/// As [`connect`]; [`Error::Handshake`] also when the server selected no QMux subprotocol.
+pub async fn connect_qmux(
+    url: &str,
+    protocols: &QmuxProtocols,
+    config: Config,
+) -> Result<Connection, Error> {
+    connect_offering(url, &protocols.subprotocols(), config).await
+}
+
+async fn connect_offering(
+    url: &str,
+    subprotocols: &[String],
+    config: Config,
+) -> Result<Connection, Error> {
     config.validate()?;
-    let ws = dial(url, websocket_config(&config)).await?;
+    let request = request_with_protocols(url, subprotocols)?;
+    let (ws, selected) = dial(request, websocket_config(&config)).await?;
+    let protocol = Protocol::from_subprotocol(selected.as_deref());
     let peer = ws.get_ref().get_ref().peer_addr().ok();
-    let conn = Connection::client(ws, config)?;
+    let conn = Connection::new(ws, Side::Client, protocol, config)?;
     let conn = match peer {
         Some(addr) => conn.with_peer_addr(addr),
         None => conn,
@@ -81,6 +105,10 @@ pub async fn connect(url: &str, config: Config) -> Result<Connection, Error> {
 /// spawned, its peer address recorded — with the request. Run it in a task per TCP connection,
 /// so that a slow client does not hold up the others.
 ///
+/// The connection speaks QMux when the subprotocol selected is a QMux one (list
+/// [`QmuxProtocols::subprotocols`] in [`AcceptConfig::protocols`] to accept them), the
+/// @matrixai/ws protocol otherwise.
+///
 /// # Errors
 /// [`Error::Handshake`] when the request was refused (the answer has been sent), too slow, or the
 /// socket failed; [`Error::InvalidConfig`] for an invalid `config`.
@@ -92,7 +120,8 @@ pub async fn accept(
     config.validate()?;
     let accept_config = accept_config.clone().websocket(websocket_config(&config));
     let (ws, peer, request) = upgrade(tcp, &accept_config).await?;
-    let conn = Connection::server(ws, config)?;
+    let protocol = Protocol::from_subprotocol(request.protocol.as_deref());
+    let conn = Connection::new(ws, Side::Server, protocol, config)?;
     let conn = match peer {
         Some(addr) => conn.with_peer_addr(addr),
         None => conn,
@@ -108,7 +137,7 @@ pub async fn accept(
 /// As [`connect`].
 pub async fn connect_io(url: &str, config: WsIoConfig) -> Result<WsIo<TokioTcp>, Error> {
     config.validate()?;
-    let ws = dial(url, io_websocket_config(&config)).await?;
+    let (ws, _) = dial(url, io_websocket_config(&config)).await?;
     WsIo::with_config(ws, config)
 }
 
@@ -130,13 +159,15 @@ pub async fn accept_io(
     Ok((WsIo::with_config(ws, config)?, request, peer))
 }
 
+/// Connects over tokio TCP with `TCP_NODELAY`; returns the socket and the subprotocol the server
+/// selected.
 async fn dial(
-    url: &str,
+    request: impl async_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
     websocket: async_tungstenite::tungstenite::protocol::WebSocketConfig,
-) -> Result<WebSocketStream<TokioTcp>, Error> {
-    let (ws, _response) = shared_connector()
+) -> Result<(WebSocketStream<TokioTcp>, Option<String>), Error> {
+    let (ws, response) = shared_connector()
         .connect_with_websocket(
-            url,
+            request,
             |address| async move {
                 let tcp = TcpStream::connect(address).await?;
                 tcp.set_nodelay(true)?;
@@ -145,7 +176,7 @@ async fn dial(
             websocket,
         )
         .await?;
-    Ok(ws)
+    Ok((ws, selected_protocol(&response).map(str::to_owned)))
 }
 
 async fn upgrade(

@@ -25,8 +25,9 @@ fn bounded(max_message: usize, max_outgoing: usize) -> WebSocketConfig {
 }
 
 /// The WebSocket configuration for a multiplexed [`Connection`](crate::Connection) with `config`:
-/// messages (and frames) no larger than [`Config::effective_max_message_size`], a bounded write
-/// buffer. Pass it to async-tungstenite when you build the socket yourself
+/// messages (and frames) no larger than [`Config::effective_max_message_size`] — or a QMux record
+/// (16,382 bytes) if that is larger, since the protocol is not known before the handshake — and a
+/// bounded write buffer. Pass it to async-tungstenite when you build the socket yourself
 /// (`client_async_with_config`, `accept_async_with_config`); the crate's helpers do.
 ///
 /// ```
@@ -36,8 +37,10 @@ fn bounded(max_message: usize, max_outgoing: usize) -> WebSocketConfig {
 /// assert_eq!(ws_config.max_message_size, Some(1024 * 1024 + 10));
 /// ```
 pub fn websocket_config(config: &Config) -> WebSocketConfig {
-    let largest_sent = config.max_data_per_message + crate::proto::wire::MAX_HEADER_LEN;
-    bounded(config.effective_max_message_size(), largest_sent)
+    let largest_sent = (config.max_data_per_message + crate::proto::wire::MAX_HEADER_LEN)
+        .max(crate::proto::qmux::MIN_RECORD_SIZE as usize);
+    let qmux = crate::Protocol::Qmux(crate::QmuxVersion::V02);
+    bounded(config.max_message_size_for(qmux), largest_sent)
 }
 
 /// The WebSocket configuration for a [`WsIo`](crate::WsIo) with `config` (see

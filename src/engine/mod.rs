@@ -28,7 +28,10 @@ use bytes::Bytes;
 
 use crate::{
     event::WsEvent,
-    proto::{lifecycle::LifecycleOutput, CloseCode, ProtoError, Wake},
+    proto::{
+        lifecycle::{ping_payload, LifecycleOutput},
+        CloseCode, ProtoError, Wake,
+    },
 };
 
 /// A Close frame as a WebSocket message.
@@ -42,7 +45,7 @@ pub(crate) fn close_message(code: CloseCode, reason: String) -> Message {
 /// What the lifecycle wants sent, as a WebSocket message.
 pub(crate) fn lifecycle_message(output: LifecycleOutput) -> Message {
     match output {
-        LifecycleOutput::Ping(payload) => Message::Ping(payload),
+        LifecycleOutput::Ping(number) => Message::Ping(ping_payload(number)),
         LifecycleOutput::Close { code, reason } => close_message(code, reason),
     }
 }

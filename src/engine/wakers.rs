@@ -19,6 +19,8 @@ pub(crate) enum Slot {
     Incoming(Dir),
     /// Room to open a stream.
     Openable(Dir),
+    /// A datagram (QMux).
+    Datagram,
     /// Anything about the connection: its end, a pong, a shutdown.
     Connection,
 }
@@ -65,6 +67,7 @@ impl Wakers {
             Slot::Write(key) => set(&mut self.write, key.index(), waker),
             Slot::Incoming(dir) => add(&mut self.incoming[dir_index(dir)], waker),
             Slot::Openable(dir) => add(&mut self.openable[dir_index(dir)], waker),
+            Slot::Datagram => add(&mut self.datagram, waker),
             Slot::Connection => add(&mut self.connection, waker),
         }
     }

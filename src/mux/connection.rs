@@ -27,8 +27,8 @@ use crate::{
     error::{Error, Timeout},
     event::WsEvent,
     proto::{
-        CloseCode, CloseOutcome, Config, ConnectionError, Dir, Mux, OpenError, Protocol, Side,
-        Stats, StreamKey,
+        CloseCode, CloseOutcome, Config, ConnectionError, DatagramError, Dir, ErrorCode, Mux,
+        OpenError, Protocol, Side, Stats, StreamKey,
     },
 };
 
@@ -126,7 +126,7 @@ impl Connection {
         config.validate()?;
         let read_buffer = ws.get_config().read_buffer_size;
         let event_queue = config.event_queue;
-        let max_message_size = config.effective_max_message_size();
+        let max_message_size = config.max_message_size_for(protocol);
         let mut mux = Mux::new(side, protocol, config, Instant::now());
         mux.set_pin_unit(read_buffer);
         let transport = Transport::new(Box::new(ws) as BoxSocket, max_message_size);
@@ -258,6 +258,32 @@ impl Connection {
         self.wait_close_outcome().await
     }
 
+    /// Closes a QMux connection with an application error code (any value up to 2^62−1, as
+    /// quinn's `close` takes): an APPLICATION_CLOSE frame after the data already written, then a
+    /// WebSocket Close frame with 1000. Returns like [`close`](Self::close); streams fail with
+    /// [`Error::ApplicationClosed`] carrying the code and reason, here and at the peer.
+    ///
+    /// ([`close`](Self::close) on a QMux connection sends the application code 0 for 1000 and
+    /// 1001, and the close code's number otherwise.)
+    ///
+    /// # Errors
+    /// - [`Error::Unsupported`] with the @matrixai/ws protocol, whose close carries a WebSocket
+    ///   close code only;
+    /// - [`Error::InvalidErrorCode`] above 2^62−1; [`Error::CloseReasonTooLong`] over 123 bytes;
+    /// - otherwise as [`close`](Self::close).
+    pub async fn close_application(&self, code: ErrorCode, reason: &str) -> Result<(), Error> {
+        crate::proto::code::check_reason(reason)?;
+        self.engine()
+            .with_state(|state| {
+                state
+                    .session
+                    .close_application(Instant::now(), code, reason)
+            })?
+            .map_err(|_| Error::AlreadyClosed)?;
+        self.engine().drive(true);
+        self.wait_close_outcome().await
+    }
+
     async fn wait_close_outcome(&self) -> Result<(), Error> {
         poll_fn(|cx| {
             self.engine().poll_op(cx, Slot::Connection, |mux, _| {
@@ -360,6 +386,56 @@ impl Connection {
         .await
     }
 
+    /// Sends a datagram (QMux): an unreliable message of at most
+    /// [`max_datagram_size`](Self::max_datagram_size) bytes, outside any stream. It is queued and
+    /// leaves with the connection's next messages; when [`Config::datagram_queue`] datagrams
+    /// wait already, the oldest is dropped (counted in [`Stats::datagrams_dropped`]), as quinn
+    /// does. Before the peer's parameters arrive it is queued unchecked, and dropped then if the
+    /// peer accepts none or none that large.
+    ///
+    /// # Errors
+    /// - [`Error::Unsupported`] with the @matrixai/ws protocol, or when the peer accepts no
+    ///   datagrams;
+    /// - [`Error::DatagramTooLarge`] above what the peer accepts;
+    /// - the connection's error once it is closing.
+    pub fn send_datagram(&self, data: bytes::Bytes) -> Result<(), Error> {
+        let sent = self
+            .engine()
+            .with_state(|state| state.session.send_datagram(data));
+        match sent {
+            Ok(()) => {
+                self.engine().drive(true);
+                Ok(())
+            }
+            Err(err) => Err(datagram_error(err)),
+        }
+    }
+
+    /// The next datagram the peer sent (QMux). Datagrams wait in a queue of
+    /// [`Config::datagram_queue`]; when it is full, the oldest is dropped for a new one.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] with the @matrixai/ws protocol; the connection's error once it is
+    /// closing (datagrams that arrived before are handed out first).
+    pub async fn read_datagram(&self) -> Result<bytes::Bytes, Error> {
+        poll_fn(|cx| {
+            self.engine()
+                .poll_op(cx, Slot::Datagram, |mux, _| match mux.read_datagram() {
+                    Ok(Some(datagram)) => Poll::Ready(Ok(datagram)),
+                    Ok(None) => Poll::Pending,
+                    Err(err) => Poll::Ready(Err(datagram_error(err))),
+                })
+        })
+        .await
+    }
+
+    /// The largest datagram the peer accepts: `None` with the @matrixai/ws protocol, until the
+    /// peer's QMux parameters arrived, or when it accepts none.
+    pub fn max_datagram_size(&self) -> Option<usize> {
+        self.engine()
+            .with_state(|state| state.session.max_datagram_size())
+    }
+
     /// The last measured round-trip time (from [`ping`](Self::ping) or keep-alive pings).
     pub fn rtt(&self) -> Option<Duration> {
         self.engine().with_state(|state| state.session.rtt())
@@ -412,6 +488,16 @@ impl Connection {
     pub fn stream_count(&self) -> usize {
         self.engine()
             .with_state(|state| state.session.stream_count())
+    }
+}
+
+fn datagram_error(err: DatagramError) -> Error {
+    match err {
+        DatagramError::Closed(err) => err.into(),
+        DatagramError::Unsupported(_) => {
+            Error::Unsupported("datagrams (QMux, with a peer that accepts them)")
+        }
+        DatagramError::TooLarge { size, max } => Error::DatagramTooLarge { size, max },
     }
 }
 

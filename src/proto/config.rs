@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use super::{code::ErrorCode, error::ApiError, lifecycle::LifecycleConfig, wire::MAX_HEADER_LEN};
+use super::{
+    code::ErrorCode, error::ApiError, lifecycle::LifecycleConfig, protocol::Protocol,
+    qmux::MIN_RECORD_SIZE, wire::MAX_HEADER_LEN,
+};
 
 /// Configuration of a multiplexed connection: every limit on what the peer can make us hold, and
 /// how the connection behaves over time. Start from [`Default`] and change what you need; each
@@ -175,6 +178,17 @@ impl Config {
     pub fn effective_max_message_size(&self) -> usize {
         self.max_message_size
             .unwrap_or(self.window as usize + MAX_HEADER_LEN)
+    }
+
+    /// The limit on incoming message size with `protocol`: for QMux never below the record size
+    /// every QMux peer may send (16,382 bytes; a larger record is QMux's own error).
+    pub fn max_message_size_for(&self, protocol: Protocol) -> usize {
+        match protocol {
+            Protocol::Wire => self.effective_max_message_size(),
+            Protocol::Qmux(_) => self
+                .effective_max_message_size()
+                .max(MIN_RECORD_SIZE as usize),
+        }
     }
 
     /// Checks every value is in its range.

@@ -69,6 +69,22 @@ impl ProtoError {
         }
     }
 
+    /// The RFC 9000 transport error code a QMux connection sends for this violation in its
+    /// CONNECTION_CLOSE frame.
+    pub fn qmux_code(&self) -> u64 {
+        use super::qmux::transport_error as code;
+        match self {
+            ProtoError::Qmux { code, .. } => *code,
+            ProtoError::MessageTooBig { .. } => code::FRAME_ENCODING_ERROR,
+            ProtoError::RepliesNotRead => code::INTERNAL_ERROR,
+            ProtoError::TextMessage
+            | ProtoError::BadStreamId
+            | ProtoError::UnopenedStream(_)
+            | ProtoError::WebSocket(_)
+            | ProtoError::InvalidUtf8 => code::PROTOCOL_VIOLATION,
+        }
+    }
+
     /// A short reason for the Close frame (well under 123 bytes).
     pub fn close_reason(&self) -> &'static str {
         match self {

@@ -40,6 +40,11 @@ pub const MAX_OWED_PONGS: usize = 64;
 /// How many of our own pings may be awaiting their pong at once; a further ping forgets the oldest.
 pub const MAX_PINGS_IN_FLIGHT: usize = 16;
 
+/// The payload of our WebSocket Ping number `number`.
+pub fn ping_payload(number: u64) -> Bytes {
+    Bytes::copy_from_slice(&number.to_be_bytes())
+}
+
 /// Settings of a [`Lifecycle`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LifecycleConfig {
@@ -72,8 +77,9 @@ impl Default for LifecycleConfig {
 /// Something to put on the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LifecycleOutput {
-    /// A Ping with this payload.
-    Ping(Bytes),
+    /// A ping with this number: a WebSocket Ping whose payload is the number's 8 big-endian
+    /// bytes ([`ping_payload`]), or QMux's QX_PING request.
+    Ping(u64),
     /// Our Close frame.
     Close {
         /// Its code.
@@ -160,6 +166,10 @@ pub struct Lifecycle {
     our_close: Option<Option<CloseOutcome>>,
     /// Whether the session has sent everything it must before our Close frame.
     close_cleared: bool,
+    /// Our Close frame waits until then for the peer's (see [`Lifecycle::clear_close_after`]).
+    close_hold: Option<Instant>,
+    /// Our protocol-level close (QMux's APPLICATION_CLOSE) has been written out.
+    inner_close_flushed: bool,
     close_deadline: Option<Instant>,
     last_heard: Instant,
     /// When we last pinged for keep-alive (once per quiet interval).
@@ -183,6 +193,9 @@ pub struct Lifecycle {
     flush_owed: bool,
     /// Our close is the idle timeout's: everything then ends with `ConnectionError::IdleTimeout`.
     idle: bool,
+    /// The end as the protocol inside the WebSocket named it (QMux's close frames): it is what
+    /// every operation sees, whatever the WebSocket's closing handshake then does.
+    inner_end: Option<ConnectionError>,
 }
 
 impl Lifecycle {
@@ -193,6 +206,8 @@ impl Lifecycle {
             state: State::Open,
             our_close: None,
             close_cleared: false,
+            close_hold: None,
+            inner_close_flushed: false,
             close_deadline: None,
             last_heard: now,
             last_keep_alive: None,
@@ -207,6 +222,7 @@ impl Lifecycle {
             events: VecDeque::new(),
             flush_owed: false,
             idle: false,
+            inner_end: None,
         }
     }
 
@@ -225,6 +241,12 @@ impl Lifecycle {
     /// The error that ends everything, from the moment the close is decided (our `close`, the
     /// peer's Close, a violation) — streams fail with it while the handshake is still going on.
     pub fn closing_error(&self) -> Option<ConnectionError> {
+        if let State::Done(err) = &self.state {
+            return Some(err.clone());
+        }
+        if let Some(err) = &self.inner_end {
+            return Some(err.clone());
+        }
         match &self.state {
             State::Open => None,
             State::Closing { .. } if self.idle => Some(ConnectionError::IdleTimeout),
@@ -248,6 +270,26 @@ impl Lifecycle {
         match &self.state {
             State::Done(err) => Some(err),
             _ => None,
+        }
+    }
+
+    /// The violation whose Close frame is about to go (QMux sends its CONNECTION_CLOSE first).
+    pub fn pending_violation(&self) -> Option<&ProtoError> {
+        match &self.state {
+            State::Failing {
+                violation,
+                sent: false,
+            } => Some(violation),
+            _ => None,
+        }
+    }
+
+    /// Whether a Close frame was sent or received: no data message may follow.
+    pub fn close_frame_sent(&self) -> bool {
+        match self.state {
+            State::Open => false,
+            State::Closing { sent, .. } | State::Failing { sent, .. } => sent,
+            State::PeerClosed { .. } | State::Done(_) => true,
         }
     }
 
@@ -312,18 +354,23 @@ impl Lifecycle {
     pub fn handle_pong(&mut self, now: Instant, payload: Bytes) {
         self.handle_heard(now);
         if let Ok(number) = <[u8; 8]>::try_from(payload.as_ref()).map(u64::from_be_bytes) {
-            if let Some(pos) = self.pings.iter().position(|(n, _)| *n == number) {
-                if let Some((_, Some(sent))) = self.pings.remove(pos) {
-                    let rtt = now.saturating_duration_since(sent);
-                    self.rtt = Some(rtt);
-                    if self.answered.len() >= MAX_PINGS_IN_FLIGHT {
-                        self.answered.pop_front();
-                    }
-                    self.answered.push_back((number, rtt));
-                }
-            }
+            self.complete_ping(now, number);
         }
         self.events.push_back(LifecycleEvent::Pong(payload));
+    }
+
+    /// Our ping `number` was answered: its round trip is measured.
+    fn complete_ping(&mut self, now: Instant, number: u64) {
+        if let Some(pos) = self.pings.iter().position(|(n, _)| *n == number) {
+            if let Some((_, Some(sent))) = self.pings.remove(pos) {
+                let rtt = now.saturating_duration_since(sent);
+                self.rtt = Some(rtt);
+                if self.answered.len() >= MAX_PINGS_IN_FLIGHT {
+                    self.answered.pop_front();
+                }
+                self.answered.push_back((number, rtt));
+            }
+        }
     }
 
     /// A text message of `len` bytes arrived. Returns whether it is data (the message adapter);
@@ -390,8 +437,15 @@ impl Lifecycle {
             State::Failing { violation, .. } => ConnectionError::Violation(violation.clone()),
             State::PeerClosed { .. } => self.closing_error().expect("closing"),
         };
-        if matches!(self.state, State::Closing { .. }) {
-            self.set_close_outcome(CloseOutcome::Abnormal);
+        match self.state {
+            // With a protocol close frame inside (QMux's APPLICATION_CLOSE), ours being out is
+            // the close: the peer may drop the connection without answering our Close frame
+            // (qmux does).
+            State::Closing { .. } if self.inner_close_flushed => {
+                self.set_close_outcome(CloseOutcome::Completed);
+            }
+            State::Closing { .. } => self.set_close_outcome(CloseOutcome::Abnormal),
+            _ => {}
         }
         self.end(err);
     }
@@ -462,9 +516,78 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Our close carries the protocol's own end (QMux's APPLICATION_CLOSE): every operation sees
+    /// `err` rather than the WebSocket Close frame's code.
+    pub fn set_inner_end(&mut self, err: ConnectionError) {
+        self.inner_end.get_or_insert(err);
+    }
+
+    /// The protocol inside the WebSocket ended the connection from the peer's side (QMux's
+    /// APPLICATION_CLOSE or CONNECTION_CLOSE): everything fails with `err`, and our Close frame
+    /// (1000) goes at once, ending the WebSocket; the peer's answer completes it.
+    pub fn handle_inner_close(&mut self, now: Instant, err: ConnectionError) {
+        self.set_inner_end(err);
+        if self.is_open() {
+            self.state = State::Closing {
+                code: CloseCode::NORMAL,
+                reason: String::new(),
+                sent: false,
+            };
+            self.close_cleared = true;
+            self.arm_close_deadline(now);
+        }
+    }
+
+    /// Sets the idle timeout (QMux's is the smaller of both sides', known once the peer's
+    /// parameters arrive).
+    pub fn set_idle_timeout(&mut self, idle_timeout: Option<Duration>) {
+        self.config.idle_timeout = idle_timeout;
+    }
+
+    /// A response to our pings up to `number` (QMux's QX_PING answers the latest of several).
+    /// Returns `false` if we never sent a ping with that number.
+    pub fn handle_ping_response(&mut self, now: Instant, number: u64) -> bool {
+        self.handle_heard(now);
+        if number >= self.next_ping {
+            return false;
+        }
+        let answered: Vec<u64> = self
+            .pings
+            .iter()
+            .filter(|(n, sent)| *n <= number && sent.is_some())
+            .map(|(n, _)| *n)
+            .collect();
+        for n in answered {
+            self.complete_ping(now, n);
+        }
+        true
+    }
+
     /// The session has sent everything that must precede our Close frame.
     pub fn clear_close(&mut self) {
         self.close_cleared = true;
+    }
+
+    /// The session has sent everything that must precede our Close frame, the last of it a close
+    /// of its own that the peer answers with its Close frame (QMux's APPLICATION_CLOSE). Ours
+    /// waits for that answer until `until`: a peer that reads our Close frame first might end
+    /// without having read the frame before it (qmux's reader races its own socket).
+    pub fn clear_close_after(&mut self, until: Instant) {
+        self.close_cleared = true;
+        self.close_hold = Some(until);
+    }
+
+    /// Our protocol-level close (QMux's APPLICATION_CLOSE) has been written out: from now on the
+    /// socket ending completes our close rather than making it abnormal.
+    pub fn handle_inner_close_flushed(&mut self) {
+        self.inner_close_flushed = true;
+    }
+
+    /// Whether our Close frame is ready to go (the data before it is out, no hold).
+    pub fn close_ready(&self) -> bool {
+        matches!(self.state, State::Closing { sent: false, .. })
+            && self.close_cleared
+            && self.close_hold.is_none()
     }
 
     /// Sends a Ping and remembers when, to measure the round trip when its pong comes. Returns
@@ -518,13 +641,13 @@ impl Lifecycle {
                 if let Some(entry) = self.pings.iter_mut().find(|(n, _)| *n == number) {
                     entry.1 = Some(now);
                 }
-                return Some(LifecycleOutput::Ping(Bytes::copy_from_slice(
-                    &number.to_be_bytes(),
-                )));
+                return Some(LifecycleOutput::Ping(number));
             }
         }
         match &mut self.state {
-            State::Closing { code, reason, sent } if !*sent && self.close_cleared => {
+            State::Closing { code, reason, sent }
+                if !*sent && self.close_cleared && self.close_hold.is_none_or(|t| now >= t) =>
+            {
                 debug!(code = code.0, reason = %reason, "close frame sent");
                 *sent = true;
                 self.flush_owed = true;
@@ -553,12 +676,13 @@ impl Lifecycle {
             self.close_deadline,
             self.stalled_since
                 .and_then(|since| Some(since + self.config.reply_timeout?)),
+            self.close_hold,
             None,
             None,
         ];
         if self.is_open() {
-            deadlines[2] = self.keep_alive_due();
-            deadlines[3] = self.idle_due();
+            deadlines[3] = self.keep_alive_due();
+            deadlines[4] = self.idle_due();
         }
         deadlines.into_iter().flatten().min()
     }
@@ -567,6 +691,10 @@ impl Lifecycle {
     pub fn handle_timeout(&mut self, now: Instant) {
         if matches!(self.state, State::Done(_)) {
             return;
+        }
+        if self.close_hold.is_some_and(|until| now >= until) {
+            // The peer did not answer the close inside: our Close frame goes now.
+            self.close_hold = None;
         }
         if self.close_deadline.is_some_and(|due| now >= due) {
             debug!("the closing handshake timed out");
@@ -659,6 +787,7 @@ impl Lifecycle {
         if matches!(self.state, State::Done(_)) {
             return;
         }
+        let err = self.inner_end.clone().unwrap_or(err);
         debug!(%err, "connection over");
         self.events.push_back(LifecycleEvent::Closed(err.clone()));
         self.state = State::Done(err);
@@ -790,7 +919,7 @@ mod tests {
         lc.handle_timeout(t0 + 10 * SECOND);
         let sent = t0 + 10 * SECOND;
         let out = drain(&mut lc, sent);
-        let [LifecycleOutput::Ping(payload)] = &out[..] else {
+        let [LifecycleOutput::Ping(number)] = out[..] else {
             panic!("{out:?}")
         };
         assert_eq!(
@@ -798,7 +927,7 @@ mod tests {
             Some(t0 + 20 * SECOND),
             "still quiet: another interval"
         );
-        lc.handle_pong(sent + SECOND / 2, payload.clone());
+        lc.handle_pong(sent + SECOND / 2, ping_payload(number));
         assert_eq!(lc.rtt(), Some(SECOND / 2));
     }
 

@@ -16,7 +16,8 @@
 //! - [`Mux`]: one multiplexed connection (the `Connection` adapter drives it);
 //! - [`Lifecycle`]: the WebSocket connection's life, on its own (what `WsIo` and `MessageSocket`
 //!   drive, and part of every `Mux`);
-//! - [`wire`]: the @matrixai/ws protocol's messages; `streams`: what both protocols share.
+//! - [`wire`]: the @matrixai/ws protocol's messages; [`qmux`]: QMux's frames, parameters and
+//!   rules; `streams`: what both protocols share; `protocol`: the seam between them.
 //!
 //! Unit tests, the model-based tests and the fuzz targets drive it directly.
 
@@ -27,6 +28,8 @@ pub mod event;
 pub mod id;
 pub mod lifecycle;
 pub mod mux;
+mod protocol;
+pub mod qmux;
 mod streams;
 mod trace;
 pub mod varint;
@@ -41,5 +44,7 @@ pub use error::{ApiError, ConnectionError, ProtoError, StreamError};
 pub use event::{Event, Wake};
 pub use id::{Dir, Half, Initiator, Side, StreamId};
 pub use lifecycle::{CloseOutcome, CloseRefused, Lifecycle, LifecycleConfig};
-pub use mux::{Mux, OpenError, Protocol, Stats, Transmit};
+pub use mux::{DatagramError, Mux, OpenError, Stats, Transmit};
+pub use protocol::Protocol;
+pub use qmux::{QmuxProtocols, QmuxVersion};
 pub use streams::{ReadOutcome, StreamKey};

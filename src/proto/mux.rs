@@ -8,10 +8,14 @@ use bytes::Bytes;
 use super::{
     code::{CloseCode, ErrorCode},
     config::Config,
-    error::{ConnectionError, ProtoError, StreamError},
+    error::{ApiError, ConnectionError, ProtoError, StreamError},
     event::{Event, EventQueue, Wake},
-    id::{Dir, Side, StreamId},
-    lifecycle::{CloseOutcome, CloseRefused, Lifecycle, LifecycleEvent, LifecycleOutput},
+    id::{Dir, Initiator, Side, StreamId},
+    lifecycle::{
+        ping_payload, CloseOutcome, CloseRefused, Lifecycle, LifecycleEvent, LifecycleOutput,
+    },
+    protocol::{Codec, Protocol},
+    qmux::{self, DatagramRefused, Frame, Qmux, QmuxVersion},
     streams::{ReadOutcome, SendState, StreamKey, Streams, StreamsConfig},
     wire::Wire,
 };
@@ -22,18 +26,14 @@ const DEFAULT_PIN_UNIT: usize = 128 * 1024;
 /// The most pinned payloads of one connection may be charged before further ones are copied.
 pub const PIN_BUDGET: usize = 4 << 20;
 
+/// How long our Close frame waits after QMux's APPLICATION_CLOSE for the peer's Close frame
+/// (its answer to the APPLICATION_CLOSE): the deployed peers answer at once, or within 100 ms.
+const APPLICATION_CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// The most events the core keeps between two passes of the IO layer (which takes them all
 /// each time); a bound against a bug, never reached in practice: one pass reads at most a
 /// batch of messages, each producing at most a few events.
 const EVENT_QUEUE: usize = 4096;
-
-/// Which wire protocol a connection speaks, chosen at the WebSocket handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Protocol {
-    /// The @matrixai/ws stream protocol (no subprotocol negotiated).
-    Wire,
-}
 
 /// Something for the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +63,27 @@ pub enum OpenError {
     ShuttingDown,
     /// The protocol has no such streams.
     #[error(transparent)]
-    Unsupported(#[from] super::error::ApiError),
+    Unsupported(#[from] ApiError),
+}
+
+/// Why a datagram was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatagramError {
+    /// The connection is closing or closed.
+    #[error(transparent)]
+    Closed(#[from] ConnectionError),
+    /// The protocol, or the peer, has no datagrams.
+    #[error("datagrams are not supported by {0}")]
+    Unsupported(&'static str),
+    /// Larger than the peer accepts.
+    #[error("datagram of {size} bytes is larger than the peer accepts ({max} bytes)")]
+    TooLarge {
+        /// The datagram's size.
+        size: usize,
+        /// The most the peer accepts.
+        max: usize,
+    },
 }
 
 /// What the connection counted.
@@ -96,6 +116,12 @@ pub struct Stats {
     pub rtt: Option<Duration>,
     /// Time writers spent waiting for the peer's credit, summed over streams.
     pub credit_blocked: Duration,
+    /// Datagrams sent (QMux).
+    pub datagrams_sent: u64,
+    /// Datagrams received (QMux).
+    pub datagrams_received: u64,
+    /// Datagrams dropped because a queue was full (the oldest go first).
+    pub datagrams_dropped: u64,
 }
 
 /// A graceful shutdown under way.
@@ -130,7 +156,7 @@ pub struct Mux {
     config: Config,
     lifecycle: Lifecycle,
     streams: Streams,
-    protocol: Wire,
+    protocol: Codec,
     events: EventQueue,
     /// The streams were told the connection is closing.
     streams_failed: bool,
@@ -142,29 +168,45 @@ pub struct Mux {
     unflushed: bool,
     /// Streams whose flush, close or `stopped` waits for the socket to be flushed.
     flush_waiters: Vec<StreamKey>,
+    /// When we last handed out a message (QMux keeps the peer's idle timer alive from it).
+    last_sent: Instant,
 }
 
 impl Mux {
     /// A connection on `side` speaking `protocol`, open at `now`. `config` must be valid
     /// ([`Config::validate`]).
     pub fn new(side: Side, protocol: Protocol, config: Config, now: Instant) -> Self {
-        let Protocol::Wire = protocol;
-        let streams = Streams::new(StreamsConfig {
+        let qmux = matches!(protocol, Protocol::Qmux(_));
+        let mut streams = Streams::new(StreamsConfig {
             window: u64::from(config.window),
             initial_window: u64::from(config.initial_window),
-            budget: Some(config.receive_budget),
+            // QMux bounds all streams together with its connection window instead.
+            budget: (!qmux).then_some(config.receive_budget),
             send_buffer: config.send_buffer,
-            max_payload: config.max_data_per_message,
+            max_payload: if qmux {
+                config.max_data_per_message.min(qmux::MAX_STREAM_PAYLOAD)
+            } else {
+                config.max_data_per_message
+            },
             coalesce: config.coalesce_writes,
             drop_code: config.drop_code,
             pin_unit: DEFAULT_PIN_UNIT,
             pin_budget: PIN_BUDGET,
+            await_final_size: qmux,
         });
+        let codec = match protocol {
+            Protocol::Wire => Codec::Wire(Wire::new(side, config.max_streams)),
+            Protocol::Qmux(version) => {
+                // Nothing may be sent on streams until the peer's parameters say how much.
+                streams.conn_send_limit = 0;
+                Codec::Qmux(Box::new(Qmux::new(side, version, &config)))
+            }
+        };
         Self {
             side,
             lifecycle: Lifecycle::new(config.lifecycle(), now),
             events: EventQueue::new(EVENT_QUEUE),
-            protocol: Wire::new(side, config.max_streams),
+            protocol: codec,
             streams,
             config,
             streams_failed: false,
@@ -173,6 +215,7 @@ impl Mux {
             stats: Stats::default(),
             unflushed: false,
             flush_waiters: Vec::new(),
+            last_sent: now,
         }
     }
 
@@ -191,7 +234,7 @@ impl Mux {
 
     /// The protocol spoken.
     pub fn protocol(&self) -> Protocol {
-        Protocol::Wire
+        self.protocol.protocol()
     }
 
     /// The configuration.
@@ -250,7 +293,11 @@ impl Mux {
     /// Whether anything may be waiting to be sent.
     pub fn has_transmit(&self) -> bool {
         !self.abandoned
-            && (self.protocol.has_transmit(&self.streams) || self.lifecycle.flush_owed())
+            && (self.protocol.has_transmit(&self.streams)
+                || self.lifecycle.flush_owed()
+                || self.lifecycle.pending_violation().is_some()
+                || self.lifecycle.close_ready()
+                || self.protocol.qmux_ref().is_some_and(Qmux::has_close))
     }
 
     /// Whether partial messages are held back (with [`Config::coalesce_writes`]).
@@ -288,7 +335,7 @@ impl Mux {
     /// What the connection counted.
     pub fn stats(&self) -> Stats {
         let counted = &self.streams.stats;
-        Stats {
+        let mut stats = Stats {
             streams_opened: counted.opened,
             streams_accepted: counted.accepted,
             streams_refused: counted.refused,
@@ -299,7 +346,13 @@ impl Mux {
             rtt: self.lifecycle.rtt(),
             credit_blocked: counted.credit_blocked,
             ..self.stats.clone()
+        };
+        if let Some(qmux) = self.protocol.qmux_ref() {
+            stats.datagrams_sent = qmux.datagram_stats.sent;
+            stats.datagrams_received = qmux.datagram_stats.received;
+            stats.datagrams_dropped = qmux.datagram_stats.dropped;
         }
+        stats
     }
 
     /// Credit all streams hold against the receive budget (for tests of the bounds).
@@ -323,20 +376,49 @@ impl Mux {
             // Either side started closing: nothing more is delivered.
             return;
         }
-        let max = self.config.effective_max_message_size();
+        let max = self.config.max_message_size_for(self.protocol());
         if message.len() > max {
             self.lifecycle
                 .handle_violation(now, ProtoError::MessageTooBig { max });
         } else {
             self.streams.now = Some(now);
-            if let Err(violation) =
-                self.protocol
-                    .handle_message(&mut self.streams, &mut self.events, &message)
+            match self
+                .protocol
+                .handle_message(&mut self.streams, &mut self.events, message)
             {
-                self.lifecycle.handle_violation(now, violation);
+                Ok(inbound) => self.handle_inbound(now, inbound),
+                Err(violation) => self.lifecycle.handle_violation(now, violation),
             }
         }
         self.settle(now);
+    }
+
+    /// What a QMux record said about the connection: its close, a ping's answer, its parameters.
+    fn handle_inbound(&mut self, now: Instant, inbound: qmux::Inbound) {
+        let Some(qmux) = self.protocol.qmux_ref() else {
+            return;
+        };
+        if inbound.params_arrived {
+            self.lifecycle.set_idle_timeout(qmux.idle_timeout());
+        }
+        if let Some(number) = inbound.pong {
+            let known = self.lifecycle.handle_ping_response(now, number);
+            // Whoever waits for a ping's round trip looks again.
+            self.streams.push_wake(Wake::Connection);
+            if !known && qmux.version() == QmuxVersion::V02 {
+                self.lifecycle.handle_violation(
+                    now,
+                    ProtoError::Qmux {
+                        code: qmux::transport_error::PROTOCOL_VIOLATION,
+                        what: "QX_PING response to no request",
+                    },
+                );
+                return;
+            }
+        }
+        if let Some(err) = inbound.closed {
+            self.lifecycle.handle_inner_close(now, err);
+        }
     }
 
     /// A text message of `len` bytes arrived: a violation (1003).
@@ -378,6 +460,9 @@ impl Mux {
     /// Everything handed to the socket has been written out.
     pub fn handle_flushed(&mut self, now: Instant) {
         self.unflushed = false;
+        if self.protocol.qmux_ref().is_some_and(Qmux::close_sent) {
+            self.lifecycle.handle_inner_close_flushed();
+        }
         for key in std::mem::take(&mut self.flush_waiters) {
             self.streams.wake_write(key);
         }
@@ -388,6 +473,11 @@ impl Mux {
     /// Acts on the deadlines that passed by `now`; calling it early does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.lifecycle.handle_timeout(now);
+        if self.keep_alive_due().is_some_and(|due| now >= due) {
+            // The peer's idle timer counts what it receives: a QX_PING keeps it alive.
+            self.lifecycle.ping();
+            self.last_sent = now;
+        }
         if self
             .drain
             .as_ref()
@@ -428,13 +518,63 @@ impl Mux {
 
     /// Starts our close: the data already written is sent, then a Close frame with `code` and
     /// `reason` (checked by the caller). Every stream fails from now on with the close.
+    ///
+    /// With QMux an APPLICATION_CLOSE goes between the data and the Close frame: its code is 0
+    /// for 1000 and 1001, the close code's number otherwise (see
+    /// [`close_application`](Self::close_application) for any code).
     pub fn close(
         &mut self,
         now: Instant,
         code: CloseCode,
         reason: &str,
     ) -> Result<(), CloseRefused> {
+        let application = match code {
+            CloseCode::NORMAL | CloseCode::GOING_AWAY => 0,
+            other => u64::from(other.0),
+        };
+        self.close_with(now, code, application, reason)
+    }
+
+    /// Starts our close with a QMux application code (any varint): APPLICATION_CLOSE after the
+    /// data written, then a Close frame with 1000. Every stream fails with
+    /// [`ConnectionError::ApplicationClosed`].
+    ///
+    /// # Errors
+    /// [`ApiError::Unsupported`] with the @matrixai/ws protocol, whose close carries only a
+    /// WebSocket close code; [`ApiError::InvalidErrorCode`] above 2^62−1. `Ok(Err(_))` when the
+    /// connection is already closing.
+    pub fn close_application(
+        &mut self,
+        now: Instant,
+        code: ErrorCode,
+        reason: &str,
+    ) -> Result<Result<(), CloseRefused>, ApiError> {
+        if self.protocol.qmux_ref().is_none() {
+            return Err(ApiError::Unsupported(
+                "application close codes (QMux only; use a WebSocket close code)",
+            ));
+        }
+        let code = code.validate()?;
+        Ok(self.close_with(now, CloseCode::NORMAL, code.0, reason))
+    }
+
+    fn close_with(
+        &mut self,
+        now: Instant,
+        code: CloseCode,
+        application: u64,
+        reason: &str,
+    ) -> Result<(), CloseRefused> {
         self.lifecycle.close(now, code, reason)?;
+        if let Some(qmux) = self.protocol.qmux() {
+            qmux.close(application, reason);
+            self.lifecycle
+                .set_inner_end(ConnectionError::ApplicationClosed {
+                    code: application,
+                    reason: reason.to_owned(),
+                    initiator: Initiator::Local,
+                });
+        }
         self.settle(now);
         Ok(())
     }
@@ -468,14 +608,62 @@ impl Mux {
 
     fn finish_drain(&mut self, now: Instant) {
         if let Some(drain) = self.drain.take() {
-            let _ = self.lifecycle.close(now, drain.code, &drain.reason);
+            let _ = self.close(now, drain.code, &drain.reason);
         }
     }
 
-    /// Sends a ping to measure the round trip. Returns its number ([`Mux::ping_pending`] tells
-    /// when its pong came), or `None` once the connection is closing.
+    /// Sends a ping to measure the round trip (a WebSocket Ping, or QMux's QX_PING). Returns its
+    /// number ([`Mux::ping_pending`] tells when its answer came), or `None` once the connection
+    /// is closing.
     pub fn ping(&mut self) -> Option<u64> {
         self.lifecycle.ping()
+    }
+
+    // ----- commands: datagrams (QMux) -----
+
+    /// Queues a datagram (QMux): unreliable, unordered with respect to streams, at most
+    /// [`max_datagram_size`](Self::max_datagram_size) bytes. When [`Config::datagram_queue`]
+    /// datagrams wait already, the oldest is dropped (and counted).
+    ///
+    /// # Errors
+    /// [`DatagramError`]: the connection is closing, the protocol or the peer has no datagrams,
+    /// or this one is too large.
+    pub fn send_datagram(&mut self, data: Bytes) -> Result<(), DatagramError> {
+        if let Some(err) = self.lifecycle.closing_error() {
+            return Err(DatagramError::Closed(err));
+        }
+        let Some(qmux) = self.protocol.qmux() else {
+            return Err(DatagramError::Unsupported("the @matrixai/ws protocol"));
+        };
+        let size = data.len();
+        qmux.send_datagram(data).map_err(|refused| match refused {
+            DatagramRefused::Unsupported => DatagramError::Unsupported("the peer"),
+            DatagramRefused::TooLarge(max) => DatagramError::TooLarge { size, max },
+        })
+    }
+
+    /// The oldest datagram received and not read yet: `Ok(None)` means wait for
+    /// [`Wake::Datagram`]. Datagrams that arrived before the connection closed are handed out
+    /// first, then the error.
+    pub fn read_datagram(&mut self) -> Result<Option<Bytes>, DatagramError> {
+        match self.protocol.qmux() {
+            Some(qmux) => {
+                if let Some(datagram) = qmux.read_datagram() {
+                    return Ok(Some(datagram));
+                }
+            }
+            None => return Err(DatagramError::Unsupported("the @matrixai/ws protocol")),
+        }
+        match self.lifecycle.closing_error() {
+            Some(err) => Err(DatagramError::Closed(err)),
+            None => Ok(None),
+        }
+    }
+
+    /// The largest datagram the peer accepts: `None` with the @matrixai/ws protocol, before the
+    /// peer's QMux parameters arrived, or when it accepts none.
+    pub fn max_datagram_size(&self) -> Option<usize> {
+        self.protocol.qmux_ref()?.max_datagram_size()
     }
 
     // ----- commands: streams -----
@@ -648,10 +836,33 @@ impl Mux {
     /// The next thing to send. `flush_partial` releases partial messages held back by
     /// [`Config::coalesce_writes`]: pass `true` when a task waits on the connection.
     pub fn poll_transmit(&mut self, now: Instant, flush_partial: bool) -> Option<Transmit> {
-        if let Some(output) = self.lifecycle.poll_output(now) {
-            return Some(self.count_out(output.into()));
+        let transmit = self.next_transmit(now, flush_partial)?;
+        self.unflushed = true;
+        self.last_sent = now;
+        if let Transmit::Binary(message) = &transmit {
+            self.stats.messages_sent += 1;
+            self.stats.bytes_sent += message.len() as u64;
         }
-        if self.abandoned {
+        Some(transmit)
+    }
+
+    fn next_transmit(&mut self, now: Instant, flush_partial: bool) -> Option<Transmit> {
+        if let Some(qmux) = self.protocol.qmux() {
+            // QMux's transport parameters are the first record, whatever follows.
+            if let Some(params) = qmux.poll_params() {
+                return Some(Transmit::Binary(params));
+            }
+            // A violation: CONNECTION_CLOSE goes just ahead of the Close frame.
+            if let Some(violation) = self.lifecycle.pending_violation() {
+                if let Some(frame) = qmux.poll_violation_close(violation) {
+                    return Some(Transmit::Binary(frame));
+                }
+            }
+        }
+        if let Some(output) = self.lifecycle.poll_output(now) {
+            return Some(self.lifecycle_transmit(output));
+        }
+        if self.abandoned || self.lifecycle.close_frame_sent() {
             return None;
         }
         let closing = self.lifecycle.is_closing_by_us();
@@ -660,32 +871,51 @@ impl Mux {
         }
         let hold = self.config.coalesce_writes && !flush_partial && !closing;
         if let Some(message) = self.protocol.poll_message(&mut self.streams, hold) {
-            return Some(self.count_out(Transmit::Binary(message)));
+            return Some(Transmit::Binary(message));
         }
         if closing && !self.protocol.has_transmit(&self.streams) {
-            // Everything written before `close` is out: our Close frame goes now.
+            // Everything written before `close` is out: QMux's APPLICATION_CLOSE, then our
+            // Close frame.
+            if let Some(frame) = self.protocol.qmux().and_then(Qmux::poll_close) {
+                self.lifecycle
+                    .clear_close_after(now + APPLICATION_CLOSE_LINGER);
+                return Some(Transmit::Binary(frame));
+            }
             self.lifecycle.clear_close();
             return self
                 .lifecycle
                 .poll_output(now)
-                .map(|output| self.count_out(output.into()));
+                .map(|output| self.lifecycle_transmit(output));
         }
         None
     }
 
-    fn count_out(&mut self, transmit: Transmit) -> Transmit {
-        self.unflushed = true;
-        if let Transmit::Binary(message) = &transmit {
-            self.stats.messages_sent += 1;
-            self.stats.bytes_sent += message.len() as u64;
+    /// What the lifecycle wants sent, in the protocol's terms: a ping is a WebSocket Ping, or a
+    /// QX_PING record with QMux (whose peers count only records as signs of life).
+    fn lifecycle_transmit(&self, output: LifecycleOutput) -> Transmit {
+        match output {
+            LifecycleOutput::Ping(number) => match self.protocol.qmux_ref() {
+                Some(_) => Transmit::Binary(Frame::PingRequest(number).to_bytes()),
+                None => Transmit::Ping(ping_payload(number)),
+            },
+            LifecycleOutput::Close { code, reason } => Transmit::Close { code, reason },
         }
-        transmit
+    }
+
+    /// When QMux's keep-alive ping is due: a third of the idle timeout after we last sent
+    /// anything.
+    fn keep_alive_due(&self) -> Option<Instant> {
+        if !self.lifecycle.is_open() {
+            return None;
+        }
+        let idle = self.protocol.qmux_ref()?.idle_timeout()?;
+        Some(self.last_sent + idle / 3)
     }
 
     /// When to call [`Mux::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let drain = self.drain.as_ref().and_then(|drain| drain.deadline);
-        [self.lifecycle.poll_timeout(), drain]
+        [self.lifecycle.poll_timeout(), drain, self.keep_alive_due()]
             .into_iter()
             .flatten()
             .min()
@@ -716,6 +946,7 @@ impl Mux {
                 self.drain = None;
                 self.streams
                     .fail_all(StreamError::ConnectionLost(err), &self.protocol);
+                self.streams.push_wake(Wake::Datagram);
             }
         }
         let can_send = self.lifecycle.is_open() || self.lifecycle.is_closing_by_us();
@@ -736,15 +967,6 @@ impl Mux {
         if self.drain.is_some() && self.streams.len() == 0 {
             self.finish_drain(now);
             self.streams.push_wake(Wake::Connection);
-        }
-    }
-}
-
-impl From<LifecycleOutput> for Transmit {
-    fn from(output: LifecycleOutput) -> Self {
-        match output {
-            LifecycleOutput::Ping(payload) => Transmit::Ping(payload),
-            LifecycleOutput::Close { code, reason } => Transmit::Close { code, reason },
         }
     }
 }

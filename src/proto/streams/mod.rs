@@ -63,6 +63,9 @@ pub(crate) struct StreamsConfig {
     pub(crate) pin_unit: usize,
     /// The most pinned payloads may be charged before further ones are copied.
     pub(crate) pin_budget: usize,
+    /// Keep a stream whose receiving half we stopped until the peer says where its data ends
+    /// (QMux: bytes in flight count against the connection window, so they must be counted).
+    pub(crate) await_final_size: bool,
 }
 
 /// What a stream owes the wire besides its data.
@@ -112,6 +115,8 @@ pub(crate) struct Stream {
     in_data: bool,
     corked: bool,
     starved: bool,
+    /// Its writer waits for connection-level credit (QMux's MAX_DATA).
+    conn_blocked: bool,
     wake_read: bool,
     wake_write: bool,
     /// Since when its writer has been waiting for credit (for the statistics).
@@ -120,12 +125,14 @@ pub(crate) struct Stream {
 
 impl Stream {
     /// Whether the stream will never do anything again.
-    fn is_over(&self) -> bool {
+    fn is_over(&self, await_final_size: bool) -> bool {
         !self.send_held
             && !self.recv_held
             && !self.unaccepted
             && self.send.as_ref().is_none_or(Send::is_done)
-            && self.recv.as_ref().is_none_or(|recv| !recv.is_open())
+            && self.recv.as_ref().is_none_or(|recv| {
+                !recv.is_open() && (!await_final_size || recv.final_size.is_some())
+            })
             && !self.owe.any()
             && !self.in_control
             && !self.in_data
@@ -154,11 +161,15 @@ pub(crate) struct Streams {
     corked: Vec<StreamKey>,
     /// Streams wanting credit while the budget is spent.
     starved: VecDeque<StreamKey>,
+    /// Streams whose writers wait for connection-level credit.
+    conn_blocked: Vec<StreamKey>,
     /// Peer-opened streams not yet accepted: bidirectional, unidirectional.
     incoming: [VecDeque<StreamKey>; 2],
     /// Streams open per direction, opened by us / by the peer.
     pub(crate) local_open: [usize; 2],
     pub(crate) peer_open: [usize; 2],
+    /// Peer-opened streams forgotten so far, per direction (QMux grants the peer as many more).
+    pub(crate) peer_retired: [u64; 2],
     /// Credit held by all streams (see `Recv::held_credit`).
     held_credit: u64,
     /// The part of it beyond each stream's initial window: what the budget bounds.
@@ -210,9 +221,11 @@ impl Streams {
             data: Schedule::default(),
             corked: Vec::new(),
             starved: VecDeque::new(),
+            conn_blocked: Vec::new(),
             incoming: Default::default(),
             local_open: [0; 2],
             peer_open: [0; 2],
+            peer_retired: [0; 2],
             held_credit: 0,
             budget_used: 0,
             pinned: 0,
@@ -270,6 +283,7 @@ impl Streams {
             in_data: false,
             corked: false,
             starved: false,
+            conn_blocked: false,
             wake_read: false,
             wake_write: false,
             credit_blocked_since: None,
@@ -316,6 +330,22 @@ impl Streams {
         None
     }
 
+    /// A peer-opened stream that arrives while new streams are refused: it never reaches the
+    /// accept queue, and the protocol ends it.
+    pub(crate) fn refuse_incoming(&mut self, key: StreamKey) {
+        let Some(stream) = self.store.get_mut(key) else {
+            return;
+        };
+        stream.unaccepted = false;
+        stream.send_held = false;
+        stream.recv_held = false;
+        let queue = &mut self.incoming[dir_index(stream.dir)];
+        if queue.back() == Some(&key) {
+            queue.pop_back();
+        }
+        self.stats.refused += 1;
+    }
+
     // ----- receiving -----
 
     /// The part of a half's credit the budget bounds: what it holds beyond the initial window.
@@ -333,8 +363,11 @@ impl Streams {
         let initial = self.config.initial_window;
         let recv = self.store.get_mut(key)?.recv.as_mut()?;
         let (held, buffered) = (recv.held_credit(), recv.buffered() as u64);
+        let (received, consumed) = (recv.received, recv.consumed);
         let mut unpinned = 0;
         let result = f(recv, &mut unpinned);
+        self.received_total += recv.received - received;
+        self.consumed_total += recv.consumed - consumed;
         self.held_credit = self.held_credit - held + recv.held_credit();
         self.budget_used = self.budget_used - held.saturating_sub(initial)
             + recv.held_credit().saturating_sub(initial);
@@ -352,16 +385,10 @@ impl Streams {
         payload: Bytes,
         fin: bool,
     ) -> Result<bool, DataError> {
-        let len = payload.len();
-        let share = self.pin_charge(len);
-        let (result, advanced) = self
-            .with_recv(key, |recv, _| {
-                let before = recv.received;
-                let outcome = recv.on_data(offset, payload, fin, share);
-                (outcome, recv.received - before)
-            })
-            .unwrap_or((Ok(false), 0));
-        self.received_total += advanced;
+        let share = self.pin_charge(payload.len());
+        let result = self
+            .with_recv(key, |recv, _| recv.on_data(offset, payload, fin, share))
+            .unwrap_or(Ok(false));
         if let (Ok(true), Some(pin)) = (&result, share) {
             // `Ok(true)` with a payload this large means it was buffered as it came.
             self.pinned += pin;
@@ -390,8 +417,7 @@ impl Streams {
         let outcome = self
             .with_recv(key, |recv, unpinned| recv.read(out, unpinned))
             .unwrap_or(Ok(ReadOutcome::End))?;
-        if let ReadOutcome::Data(n) = outcome {
-            self.consumed_total += n as u64;
+        if let ReadOutcome::Data(_) = outcome {
             self.grant_credit(key);
         }
         Ok(outcome)
@@ -406,8 +432,7 @@ impl Streams {
         let outcome = self
             .with_recv(key, |recv, unpinned| recv.read_chunk(max, unpinned))
             .unwrap_or(Ok(Err(ReadOutcome::End)))?;
-        if let Ok(bytes) = &outcome {
-            self.consumed_total += bytes.len() as u64;
+        if outcome.is_ok() {
             self.grant_credit(key);
         }
         Ok(outcome)
@@ -522,6 +547,28 @@ impl Streams {
         changed
     }
 
+    /// The peer reset its writing at `final_size` (QMux; the caller checked it against the
+    /// windows). Bytes that will never arrive count as received and read, so that the
+    /// connection's credit comes back. Returns whether the reset ended the half.
+    pub(crate) fn on_reset_at(&mut self, key: StreamKey, code: ErrorCode, final_size: u64) -> bool {
+        let changed = self
+            .with_recv(key, |recv, unpinned| {
+                let missing = final_size.saturating_sub(recv.received);
+                recv.received += missing;
+                recv.consumed += missing;
+                recv.final_size.get_or_insert(recv.received);
+                recv.on_reset(code, unpinned)
+            })
+            .unwrap_or(false);
+        if changed {
+            self.stats.resets_received += 1;
+            self.drop_owed_credit(key);
+            self.wake_read(key);
+        }
+        self.maybe_remove(key);
+        changed
+    }
+
     /// We stop reading with `code`. Returns whether the peer must be told.
     pub(crate) fn stop(&mut self, key: StreamKey, code: ErrorCode) -> bool {
         let tell = self
@@ -579,6 +626,10 @@ impl Streams {
             if (send.credit() == 0 || conn_credit == 0) && stream.credit_blocked_since.is_none() {
                 stream.credit_blocked_since = Some(now);
             }
+            if conn_credit == 0 && !stream.conn_blocked {
+                stream.conn_blocked = true;
+                self.conn_blocked.push(key);
+            }
             return Ok(0);
         }
         self.written_total += written as u64;
@@ -619,6 +670,21 @@ impl Streams {
         }
         self.wake_write(key);
         true
+    }
+
+    /// The peer raised the connection-level limit (QMux's MAX_DATA, absolute). Writers that
+    /// waited for it are woken.
+    pub(crate) fn on_conn_credit(&mut self, limit: u64) {
+        if limit <= self.conn_send_limit {
+            return;
+        }
+        self.conn_send_limit = limit;
+        for key in std::mem::take(&mut self.conn_blocked) {
+            if let Some(stream) = self.store.get_mut(key) {
+                stream.conn_blocked = false;
+            }
+            self.wake_write(key);
+        }
     }
 
     /// Seals the stream's partial message so it leaves (a flush).
@@ -703,6 +769,15 @@ impl Streams {
         Some(owe_reset)
     }
 
+    /// We owe the peer a reset of our sending half with `code` (QMux's answer to its stop).
+    pub(crate) fn owe_reset(&mut self, key: StreamKey, code: ErrorCode) {
+        if let Some(stream) = self.store.get_mut(key) {
+            stream.owe.reset = Some(code);
+            self.stats.resets_sent += 1;
+            self.queue_control(key);
+        }
+    }
+
     /// The stream's FIN was encoded.
     pub(crate) fn fin_sent(&mut self, key: StreamKey) {
         if let Some(send) = self.store.get_mut(key).and_then(|s| s.send.as_mut()) {
@@ -752,6 +827,13 @@ impl Streams {
                 // Re-prioritised while queued: take its turn at the new level.
                 stream.in_data = true;
                 self.data.push(key, send.priority);
+                continue;
+            }
+            if !send.has_data() && !send.fin_due() {
+                // Nothing left to send: the half was reset, or failed with the connection, while
+                // it waited for its turn. It leaves the schedule — a stream still waiting for the
+                // peer's first ACK would otherwise stay in it, and hold our Close frame back.
+                self.maybe_remove(key);
                 continue;
             }
             if !ready(stream) {
@@ -864,7 +946,12 @@ impl Streams {
 
     /// Forgets the stream if it is over.
     pub(crate) fn maybe_remove(&mut self, key: StreamKey) {
-        if !self.store.get(key).is_some_and(Stream::is_over) {
+        let await_final_size = self.config.await_final_size;
+        if !self
+            .store
+            .get(key)
+            .is_some_and(|stream| stream.is_over(await_final_size))
+        {
             return;
         }
         // Buffered data was discarded by `release`; an ended half holds no credit.
@@ -882,6 +969,7 @@ impl Streams {
             self.wakes.push_back(Wake::Openable(stream.dir));
         } else {
             self.peer_open[index] -= 1;
+            self.peer_retired[index] += 1;
         }
     }
 
@@ -899,9 +987,11 @@ impl Streams {
                     send.seal(stream.id, framing);
                     send.fail(err.clone());
                 }
-                stream.owe.credit = 0;
                 stream.corked = false;
             }
+            // No more credit — but a stream of ours the peer has not heard of keeps its opening
+            // ACK, or the reset or stop it may owe would reach the peer as a malformed opening.
+            self.drop_owed_credit(key);
             self.schedule(key);
             self.wake_read(key);
             self.wake_write(key);

@@ -194,7 +194,9 @@ impl Recv {
             return Err(DataError::FinalSize);
         }
         if !self.is_open() {
-            // Data racing our stop, or after the peer's own FIN or reset: nothing to deliver.
+            // Data racing our stop, or after the peer's own reset: nothing to deliver, and it
+            // counts as read (QMux's connection window gets it back).
+            self.consumed += end - self.received;
             self.received = end;
             return Ok(false);
         }
@@ -326,12 +328,21 @@ impl Recv {
 
     /// We stop reading. Returns whether the peer must be told (the half was open).
     pub(crate) fn stop(&mut self, code: ErrorCode, unpinned: &mut usize) -> bool {
+        let dropped = self.buffered > 0;
         self.discard(unpinned);
-        if self.is_open() {
-            self.state = RecvState::Stopped(code);
-            return true;
+        match self.state {
+            RecvState::Open => {
+                self.state = RecvState::Stopped(code);
+                true
+            }
+            // The peer had finished, but bytes it sent were dropped unread: a later read must
+            // fail, not end the stream as if everything had been read.
+            RecvState::Finished if dropped => {
+                self.state = RecvState::Stopped(code);
+                false
+            }
+            _ => false,
         }
-        false
     }
 
     /// The half ends with `err` (the peer misbehaved on it, the connection ended). Buffered data
