@@ -2,14 +2,14 @@
 //!
 //! The client opens several streams over one WebSocket, frames them as lines with
 //! asynchronous-codec, resets one with an error code, and closes the connection with 1000 and a
-//! reason. Both sides print the events they observe.
+//! reason. Both sides spawn the connection's driver (`run()`, the mode for many streams) and print
+//! the events they observe. A tokio version is `examples/tokio_demo.rs`.
 //!
 //! Run with `cargo run --example demo`.
 
 use async_std::net::{TcpListener, TcpStream};
 use asynchronous_codec::{Framed, LinesCodec};
 use futures::{AsyncReadExt, AsyncWriteExt, SinkExt, StreamExt};
-use pharos::Observable;
 use ws_stream_mux::{CloseCode, Config, Connection, Error, ErrorCode, WsEvent, WsStream};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -22,22 +22,38 @@ async fn main() -> Result<(), BoxError> {
 
     let server = async_std::task::spawn(async move {
         let (tcp, _) = listener.accept().await?;
-        let ws = async_tungstenite::accept_async(tcp).await?;
-        serve(Connection::server(ws, Config::default()).expect("valid config")).await
+        let config = Config::default();
+        // The socket refuses messages over the connection's limit while they still arrive.
+        let ws = async_tungstenite::accept_async_with_config(
+            tcp,
+            Some(ws_stream_mux::websocket_config(&config)),
+        )
+        .await?;
+        let conn = Connection::server(ws, config)?;
+        async_std::task::spawn(conn.run());
+        serve(conn).await
     });
 
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let (ws, _) = async_tungstenite::client_async(format!("ws://{addr}/"), tcp).await?;
-    client(Connection::client(ws, Config::default()).expect("valid config")).await?;
+    let config = Config::default();
+    let (ws, _) = async_tungstenite::client_async_with_config(
+        format!("ws://{addr}/"),
+        tcp,
+        Some(ws_stream_mux::websocket_config(&config)),
+    )
+    .await?;
+    let conn = Connection::client(ws, config)?;
+    async_std::task::spawn(conn.run());
+    client(conn).await?;
     server.await?;
     println!("demo finished");
     Ok(())
 }
 
 /// Answers every line on every stream until the client closes the connection.
-async fn serve(mut conn: Connection) -> Result<(), BoxError> {
-    let events = print_events("server", &mut conn).await?;
+async fn serve(conn: Connection) -> Result<(), BoxError> {
+    let events = print_events("server", &conn);
     let mut handlers = Vec::new();
     loop {
         match conn.accept().await {
@@ -83,8 +99,8 @@ async fn answer_lines(stream: WsStream) {
     let _ = lines.close().await;
 }
 
-async fn client(mut conn: Connection) -> Result<(), BoxError> {
-    let events = print_events("client", &mut conn).await?;
+async fn client(conn: Connection) -> Result<(), BoxError> {
+    let events = print_events("client", &conn);
 
     // Three streams at once, each framed as lines.
     let mut talks = Vec::new();
@@ -98,9 +114,10 @@ async fn client(mut conn: Connection) -> Result<(), BoxError> {
                 let reply = lines.next().await.ok_or("stream ended early")??;
                 println!("[client] stream {id}: {}", reply.trim_end());
             }
-            lines.close().await?; // FIN: the server's read side reaches the end
-                                  // The server finishes in turn; reading to its end lets the stream end gracefully
-                                  // (dropping it unread would stop the read side with code 0).
+            // FIN: the server's read side reaches the end. The server finishes in turn; reading
+            // to its end lets the stream end gracefully (dropping it unread would stop the read
+            // side with the drop code, 0 by default).
+            lines.close().await?;
             if lines.next().await.transpose()?.is_some() {
                 return Err("unexpected line after the last reply".into());
             }
@@ -125,13 +142,11 @@ async fn client(mut conn: Connection) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Subscribes to `conn`'s events and prints them until the connection is closed.
-async fn print_events(
-    who: &'static str,
-    conn: &mut Connection,
-) -> Result<async_std::task::JoinHandle<()>, BoxError> {
-    let mut events = conn.observe(Default::default()).await?;
-    Ok(async_std::task::spawn(async move {
+/// Subscribes to `conn`'s events and prints them until the connection is closed (the stream
+/// ends after the `Closed` event).
+fn print_events(who: &'static str, conn: &Connection) -> async_std::task::JoinHandle<()> {
+    let mut events = conn.events();
+    async_std::task::spawn(async move {
         while let Some(event) = events.next().await {
             let line = match &event {
                 WsEvent::StreamShutdown { id, half, code } => {
@@ -145,5 +160,5 @@ async fn print_events(
             };
             println!("[{who} event] {line}");
         }
-    }))
+    })
 }

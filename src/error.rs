@@ -219,6 +219,27 @@ impl Error {
         }
     }
 
+    /// Whether this is the end of a connection that was closed on purpose, by either side: a
+    /// Close frame with a code that is not an error (1000, 1001, 1005, 3000–4999) or a QMux
+    /// application close. What a server loop that runs `accept()` until the connection ends
+    /// treats as a normal exit.
+    ///
+    /// ```
+    /// use ws_stream_mux::{CloseCode, Error};
+    ///
+    /// let normal = Error::ConnectionClosed { code: CloseCode::NORMAL, reason: String::new() };
+    /// assert!(normal.is_clean_close());
+    /// assert!(!Error::ConnectionClosed { code: CloseCode::ABNORMAL, reason: String::new() }
+    ///     .is_clean_close());
+    /// ```
+    pub fn is_clean_close(&self) -> bool {
+        match self {
+            Error::ConnectionClosed { code, .. } => code.is_clean(),
+            Error::ApplicationClosed { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The connection-closed error for a connection that ended without a Close frame.
     pub(crate) fn abnormal(reason: impl Into<String>) -> Self {
         Error::ConnectionClosed {

@@ -194,7 +194,15 @@ impl SendStream {
 
     /// Sets the code this stream's drop stops or resets with (default
     /// [`Config::drop_code`](crate::Config::drop_code)): for example the application's "cancelled"
-    /// code, so that a stream dropped by a timeout says so.
+    /// code, so that a stream dropped by a timeout says so. The code belongs to the stream: set
+    /// on either half, it applies to both.
+    ///
+    /// A send half dropped unfinished sends a FIN (as quinn's does), unless its thread is
+    /// panicking: then it resets with this code. That needs the drop to happen during the unwind
+    /// — true when the runtime drops a panicking task's future while unwinding (tokio does), not
+    /// when the panic is caught first (`catch_unwind`) and the future dropped later. To make an
+    /// abandoned write look abandoned whatever happens, call [`reset`](Self::reset) yourself
+    /// (for example from a drop guard) unless the write completed.
     ///
     /// # Errors
     /// [`Error::InvalidErrorCode`] above 2^62−1.

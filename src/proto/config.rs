@@ -32,7 +32,9 @@ use super::{
 pub struct Config {
     /// How many bytes the peer may send on one stream beyond what the application has read (the
     /// stream's receive window), at most. Default 1 MiB. Credit goes back in one grant once half
-    /// the window has been read.
+    /// the window has been read. With QMux it is every `initial_max_stream_data_*` we advertise;
+    /// the connection window ([`receive_budget`](Self::receive_budget)) bounds all of them
+    /// together.
     pub window: u32,
 
     /// The window a stream starts with (the @matrixai/ws protocol). It doubles, up to
@@ -62,24 +64,32 @@ pub struct Config {
     pub coalesce_writes: bool,
 
     /// Bidirectional streams open at once, counted separately for those we open and those the
-    /// peer opens. `open` waits for a free slot; a peer's stream over the limit is refused (QMux:
-    /// the peer may open no more than this many at a time). Default 1024.
+    /// peer opens. `open` waits for a free slot; a peer's stream over the limit is refused. With
+    /// QMux it is our `initial_max_streams_bidi`, granted again (cumulative MAX_STREAMS) as the
+    /// peer's streams end, and a peer that opens beyond it is a STREAM_LIMIT_ERROR; our own opens
+    /// also wait for the peer's limit. Default 1024.
     pub max_streams: usize,
 
-    /// Unidirectional streams (QMux only), counted like [`max_streams`](Self::max_streams).
-    /// Default 100.
+    /// Unidirectional streams (QMux only), counted like [`max_streams`](Self::max_streams): our
+    /// `initial_max_streams_uni`. Default 100.
     pub max_uni_streams: usize,
 
     /// The largest WebSocket message accepted; a larger one closes the connection with 1009. `None`
-    /// (the default) means the largest valid message: the window plus the header, or the QMux
-    /// record size.
+    /// (the default) means the largest valid message: the window plus the header. With QMux a
+    /// record over 16,382 bytes (the `max_record_size` we advertise) is a FRAME_ENCODING_ERROR
+    /// whatever this says.
     pub max_message_size: Option<usize>,
 
     /// Ping when nothing has been heard from the peer for this long. Off (`None`) by default.
+    /// With QMux the ping is a QX_PING record (a WebSocket Ping does not count as a sign of life
+    /// for QMux peers), and one is also sent after a third of the negotiated idle timeout without
+    /// sending anything, so that the peer's idle timer never fires on a live connection.
     pub keep_alive_interval: Option<Duration>,
 
     /// Close with 1001 ("idle timeout") when nothing has been heard from the peer for this long.
-    /// Combine with `keep_alive_interval` so that a live peer's pongs count. Off by default.
+    /// Combine with `keep_alive_interval` so that a live peer's pongs count. Off by default. With
+    /// QMux it is our `max_idle_timeout`; the one in force is the smaller of both sides' (a
+    /// QMux peer usually advertises 30 s), and the close sends no QMux frame.
     pub idle_timeout: Option<Duration>,
 
     /// How long closing may take, counted from the moment it starts (our `close`, the peer's
@@ -99,7 +109,9 @@ pub struct Config {
     /// thread panics (reset). Default 0; each stream can change its own.
     pub drop_code: ErrorCode,
 
-    /// Datagrams (QMux) kept for the application before the oldest are dropped. Default 64.
+    /// Datagrams (QMux) kept for the application before the oldest are dropped, and queued to be
+    /// sent before the oldest are dropped. Each is at most one record (16,382 bytes), so each
+    /// queue holds at most about 1 MiB with the default of 64.
     pub datagram_queue: usize,
 }
 

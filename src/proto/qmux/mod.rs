@@ -2,7 +2,7 @@
 //! streams, frames and flow control, one record per binary message.
 //!
 //! Like [`wire`](super::wire), this module keeps no stream state: it decodes records into calls on
-//! the shared [`Streams`] and encodes what the streams owe. What is QMux's own lives here:
+//! the shared `Streams` and encodes what the streams owe. What is QMux's own lives here:
 //!
 //! - transport parameters, sent first and required first;
 //! - QUIC stream ids (`index << 2 | uni << 1 | server`), streams opened by their first frame (a
@@ -16,6 +16,8 @@
 //!
 //! A stream's first frame carries its data: with the peer's initial limits known from its
 //! parameters, nothing waits for a round trip (the @matrixai/ws protocol waits for an ACK).
+//!
+#![doc = include_str!("QMUX.md")]
 
 mod frame;
 mod params;

@@ -50,10 +50,9 @@ impl fmt::Display for QmuxVersion {
 
 /// Which QMux subprotocols a client offers or a server accepts, in order of preference.
 ///
-/// Hand [`subprotocols`](Self::subprotocols) to the server's
-/// [`AcceptConfig::protocols`](crate::handshake::AcceptConfig::protocols) or the client's
-/// [`ConnectConfig::protocols`](crate::connect::ConnectConfig::protocols); the subprotocol the
-/// handshake settled on gives the [`Protocol`](crate::proto::Protocol) to speak.
+/// Hand [`subprotocols`](Self::subprotocols) to the server's `AcceptConfig::protocols` or the
+/// client's `connect::request_with_protocols` (the tokio helpers take a `QmuxProtocols`); the
+/// subprotocol the handshake settled on gives the [`Protocol`](crate::proto::Protocol) to speak.
 ///
 /// ```
 /// use ws_stream_mux::QmuxProtocols;
