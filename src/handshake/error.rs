@@ -148,6 +148,15 @@ impl From<async_tungstenite::tungstenite::Error> for HandshakeError {
         use async_tungstenite::tungstenite::Error as E;
         match err {
             E::Io(err) => HandshakeError::Io(Arc::new(err)),
+            // tungstenite's word for the end of the stream before the whole response: the peer
+            // closed the connection, which `Io` covers ("the peer closing the connection before
+            // the handshake ended"), not a broken handshake rule.
+            E::Protocol(
+                async_tungstenite::tungstenite::error::ProtocolError::HandshakeIncomplete,
+            ) => HandshakeError::Io(Arc::new(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the connection ended before the handshake did",
+            ))),
             E::Http(response) => HandshakeError::Refused(response.status().as_u16()),
             E::Url(err) => HandshakeError::InvalidRequest(err.to_string()),
             E::HttpFormat(err) => HandshakeError::InvalidRequest(err.to_string()),

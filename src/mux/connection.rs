@@ -162,6 +162,11 @@ impl Connection {
     /// The peer learns of the stream from our first message (the @matrixai/ws protocol: an ACK
     /// with our window; our writes wait for its ACK before any data leaves).
     ///
+    /// With QMux it also waits, once, for the peer's transport parameters: how many streams it
+    /// lets us open. The peer sends them when its connection is first polled — by its driver, or
+    /// by any operation of its own, such as a pending `accept` — so a peer that never polls its
+    /// connection keeps this waiting (as it would keep any of our writes waiting for credit).
+    ///
     /// # Errors
     /// The connection's error once it is closing; [`Error::ShuttingDown`] during a
     /// [`shutdown`](Self::shutdown).
@@ -248,12 +253,14 @@ impl Connection {
     /// - [`Error::CloseReasonTooLong`]: the reason is over 123 bytes (it is never truncated).
     /// - [`Error::AlreadyClosed`]: a Close frame was already sent or received.
     /// - [`Error::TimedOut`] ([`Timeout::Close`]): the peer did not answer in time.
-    /// - [`Error::ConnectionClosed`] with 1006: the connection ended without the peer's answer.
+    /// - [`Error::ConnectionClosed`] with 1006: the connection ended without the peer's answer
+    ///   (also when it had already ended so, before the call).
     pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
         code.check_application(reason)?;
-        self.engine()
-            .with_state(|state| state.session.close(Instant::now(), code, reason))
-            .map_err(|_| Error::AlreadyClosed)?;
+        self.engine().with_state(|state| {
+            let refused = state.session.close(Instant::now(), code, reason);
+            refused.map_err(|_| close_refused(&state.session))
+        })?;
         self.engine().drive(true);
         self.wait_close_outcome().await
     }
@@ -273,13 +280,12 @@ impl Connection {
     /// - otherwise as [`close`](Self::close).
     pub async fn close_application(&self, code: ErrorCode, reason: &str) -> Result<(), Error> {
         crate::proto::code::check_reason(reason)?;
-        self.engine()
-            .with_state(|state| {
-                state
-                    .session
-                    .close_application(Instant::now(), code, reason)
-            })?
-            .map_err(|_| Error::AlreadyClosed)?;
+        self.engine().with_state(|state| {
+            let refused = state
+                .session
+                .close_application(Instant::now(), code, reason)?;
+            Ok::<_, Error>(refused.map_err(|_| close_refused(&state.session)))
+        })??;
         self.engine().drive(true);
         self.wait_close_outcome().await
     }
@@ -315,13 +321,12 @@ impl Connection {
         deadline: Option<Duration>,
     ) -> Result<(), Error> {
         code.check_application(reason)?;
-        self.engine()
-            .with_state(|state| {
-                state
-                    .session
-                    .shutdown(Instant::now(), code, reason, deadline)
-            })
-            .map_err(|_| Error::AlreadyClosed)?;
+        self.engine().with_state(|state| {
+            let refused = state
+                .session
+                .shutdown(Instant::now(), code, reason, deadline);
+            refused.map_err(|_| close_refused(&state.session))
+        })?;
         self.engine().drive(true);
         self.wait_close_outcome().await
     }
@@ -498,6 +503,16 @@ fn datagram_error(err: DatagramError) -> Error {
             Error::Unsupported("datagrams (QMux, with a peer that accepts them)")
         }
         DatagramError::TooLarge { size, max } => Error::DatagramTooLarge { size, max },
+    }
+}
+
+/// Why a close or shutdown was refused: [`Error::AlreadyClosed`] once a Close frame was sent or
+/// received (or a shutdown is under way); the connection's own error (1006) if it ended without
+/// one — what every other operation reports then.
+fn close_refused(mux: &Mux) -> Error {
+    match mux.closing_error() {
+        Some(end @ ConnectionError::Abnormal { .. }) => end.into(),
+        _ => Error::AlreadyClosed,
     }
 }
 

@@ -61,6 +61,19 @@ impl Half {
         result.map_err(|err| Error::from_stream(err, self.id()))
     }
 
+    /// Once the stream's bytes were handed out: `Ok` when the socket wrote them out, the
+    /// connection's error if it ended first (they never will be), otherwise wait for the flush.
+    fn socket_flushed(&self, mux: &mut Mux, key: StreamKey) -> Poll<io::Result<()>> {
+        match mux.flush_outcome() {
+            Some(Ok(())) => Poll::Ready(Ok(())),
+            Some(Err(end)) => Poll::Ready(Err(self.io_error(StreamError::ConnectionLost(end)))),
+            None => {
+                mux.await_flush(key);
+                Poll::Pending
+            }
+        }
+    }
+
     /// The drop of one or both halves: what it means to the protocol is the core's `release`.
     fn release(&mut self, send: bool, recv: bool) {
         if self.released {
@@ -162,10 +175,14 @@ impl SendStream {
             self.half
                 .engine()
                 .poll_op(cx, Slot::Write(key), |mux, _| match mux.poll_stopped(key) {
-                    Some(Ok(None)) if !mux.is_flushed() => {
-                        mux.await_flush(key);
-                        Poll::Pending
-                    }
+                    Some(Ok(None)) => match mux.flush_outcome() {
+                        Some(Ok(())) => Poll::Ready(Ok(None)),
+                        Some(Err(end)) => Poll::Ready(Err(end.into())),
+                        None => {
+                            mux.await_flush(key);
+                            Poll::Pending
+                        }
+                    },
                     Some(outcome) => {
                         Poll::Ready(outcome.map_err(|err| Error::from_stream(err, id)))
                     }
@@ -232,11 +249,7 @@ impl SendStream {
         let half = &self.half;
         half.engine()
             .poll_op(cx, Slot::Write(key), |mux, _| match mux.flush(key) {
-                Ok(true) if mux.is_flushed() => Poll::Ready(Ok(())),
-                Ok(true) => {
-                    mux.await_flush(key);
-                    Poll::Pending
-                }
+                Ok(true) => half.socket_flushed(mux, key),
                 Ok(false) => Poll::Pending,
                 Err(err) => Poll::Ready(Err(half.io_error(err))),
             })
@@ -248,11 +261,7 @@ impl SendStream {
         let half = &self.half;
         half.engine()
             .poll_op(cx, Slot::Write(key), |mux, _| match mux.finish(key) {
-                Ok(true) if mux.is_flushed() => Poll::Ready(Ok(())),
-                Ok(true) => {
-                    mux.await_flush(key);
-                    Poll::Pending
-                }
+                Ok(true) => half.socket_flushed(mux, key),
                 Ok(false) => Poll::Pending,
                 Err(err) => Poll::Ready(Err(half.io_error(err))),
             })

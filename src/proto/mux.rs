@@ -325,6 +325,21 @@ impl Mux {
         !self.unflushed
     }
 
+    /// Whether everything handed out for the socket was written out: `Some(Ok(()))` once it
+    /// was; `Some(Err(_))` once it never will be — the connection ended before the socket was
+    /// flushed, other than by our own completed closing handshake (the peer's answer to our Close
+    /// frame shows it read everything sent before it); `None` while it may still be.
+    pub fn flush_outcome(&self) -> Option<Result<(), ConnectionError>> {
+        if !self.unflushed {
+            return Some(Ok(()));
+        }
+        let end = self.lifecycle.terminal()?;
+        Some(match self.lifecycle.close_outcome() {
+            Some(CloseOutcome::Completed) => Ok(()),
+            _ => Err(end.clone()),
+        })
+    }
+
     /// The stream's writer waits until the socket is flushed: it is woken ([`Wake::Write`]) then.
     pub fn await_flush(&mut self, key: StreamKey) {
         if !self.flush_waiters.contains(&key) {
@@ -954,6 +969,12 @@ impl Mux {
             self.abandoned = true;
             self.streams.abandon_all();
             self.protocol.abandon();
+        }
+        if self.lifecycle.terminal().is_some() {
+            // No flush will come any more: whoever waits for one learns it (`flush_outcome`).
+            for key in std::mem::take(&mut self.flush_waiters) {
+                self.streams.wake_write(key);
+            }
         }
         self.lifecycle
             .set_replies_backlogged(now, self.protocol.backlogged());

@@ -1027,9 +1027,10 @@ impl Streams {
     /// and everything further for it is ignored.
     pub(crate) fn fail_stream(&mut self, key: StreamKey, err: StreamError) {
         self.with_recv(key, |recv, unpinned| recv.fail(err.clone(), true, unpinned));
+        // No more credit, but the opening ACK of a stream of ours still goes before the ERRORs.
+        self.drop_owed_credit(key);
         if let Some(stream) = self.store.get_mut(key) {
             stream.failed = true;
-            stream.owe.credit = 0;
             if let Some(send) = stream.send.as_mut() {
                 let unsent = send.unsent();
                 if send.reset(ErrorCode::UNKNOWN) {
