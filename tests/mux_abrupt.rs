@@ -1,13 +1,10 @@
-//! The connection ending without a Close frame: every stream fails in band with 1006, promptly,
-//! and never with a silent end of stream.
+//! The connection ending without a Close frame: every stream fails in band with 1006 — every
+//! pending read and write, and whatever comes after — and never with a silent end of stream.
+//! No hang: the safety net of `within` fails loudly; no elapsed time is asserted.
 
 mod common;
 
-use std::{
-    io,
-    net::Shutdown,
-    time::{Duration, Instant},
-};
+use std::{io, net::Shutdown};
 
 use common::{pattern, within, ws_pair};
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -24,7 +21,7 @@ fn assert_1006(err: &io::Error, what: &str) {
 }
 
 #[async_std::test]
-async fn tcp_drop_mid_transfer_fails_every_stream_with_1006_within_a_second() {
+async fn tcp_drop_mid_transfer_fails_every_pending_read_and_write_with_1006() {
     within("abrupt drop", async {
         let (client_ws, server_ws) = ws_pair().await;
         let server_tcp = server_ws.get_ref().clone();
@@ -52,7 +49,7 @@ async fn tcp_drop_mid_transfer_fails_every_stream_with_1006_within_a_second() {
                     let chunk = pattern(i, 64 * 1024);
                     loop {
                         if let Err(err) = w.write_all(&chunk).await {
-                            return (err, Instant::now());
+                            return err;
                         }
                     }
                 });
@@ -67,7 +64,7 @@ async fn tcp_drop_mid_transfer_fails_every_stream_with_1006_within_a_second() {
                                 started.send(()).await.unwrap();
                             }
                         }
-                        Err(err) => break (err, Instant::now()),
+                        Err(err) => break err,
                     }
                 };
                 (read_err, writer.await)
@@ -77,20 +74,12 @@ async fn tcp_drop_mid_transfer_fails_every_stream_with_1006_within_a_second() {
         for _ in 0..5 {
             started_rx.recv().await.unwrap();
         }
-        let dropped_at = Instant::now();
         server_tcp.shutdown(Shutdown::Both).unwrap();
 
         for task in tasks {
-            let ((read_err, read_at), (write_err, write_at)) = task.await;
+            let (read_err, write_err) = task.await;
             assert_1006(&read_err, "pending read");
             assert_1006(&write_err, "pending write");
-            for at in [read_at, write_at] {
-                assert!(
-                    at.duration_since(dropped_at) < Duration::from_secs(1),
-                    "failure took {:?}",
-                    at.duration_since(dropped_at)
-                );
-            }
         }
         // Later operations fail the same way.
         assert!(matches!(

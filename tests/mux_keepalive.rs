@@ -69,13 +69,17 @@ async fn silent_peer_is_closed_with_1001_after_the_idle_timeout() {
 async fn peer_answering_pings_outlives_the_idle_timeout() {
     within("live peer", async {
         let (mut raw, server_ws) = ws_pair().await;
-        // Pinged every 40 ms, timed out after 600 ms of silence: 25 pings span a second, well
-        // past the timeout, and the peer's Pongs must keep the connection open all along.
+        // Pinged after every 100 ms of quiet, timed out after 2 s of silence. A ping goes out
+        // only once the interval passed without a word from the peer, so 30 pings span at least
+        // 3 s — one and a half idle timeouts — by construction, whatever the machine's load; the
+        // peer's Pongs must keep the connection open all along. The timeout is 20 intervals, so
+        // that only a peer silent for 2 s (not a test task the scheduler kept waiting for a
+        // moment) is timed out.
         let server =
-            Connection::server(server_ws, config(Some(40), Some(600))).expect("valid config");
+            Connection::server(server_ws, config(Some(100), Some(2000))).expect("valid config");
         let driver = async_std::task::spawn(server.run());
         let mut pings = 0;
-        while pings < 25 {
+        while pings < 30 {
             match raw.next().await.expect("open").expect("message") {
                 Message::Ping(_) => pings += 1,
                 other => panic!("connection not kept alive: {other:?}"),
