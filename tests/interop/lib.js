@@ -7,6 +7,24 @@ const mws = require('@matrixai/ws');
 
 const { events, message } = mws;
 
+// A bug of @matrixai/ws 1.1.7, worked around here so that it cannot fail a test by chance: when a
+// DATA and the CLOSE that ends the same stream arrive in one tick (the `ws` library emits every
+// message of one TCP read synchronously), the CLOSE flushes the queue and closes the readable
+// while a `readablePull` is waiting on its promise; the pull then wakes to an empty queue and
+// enqueues `[]` into the closed controller, which throws ERR_INVALID_STATE and errors the stream,
+// losing the data the CLOSE had just flushed. Nothing is lost when that throw is ignored: the
+// readable was closed in order by the peer's CLOSE. Only that exact throw, after exactly that
+// close, is ignored; anything else still fails the peer.
+const readablePull = mws.WebSocketStream.prototype.readablePull;
+mws.WebSocketStream.prototype.readablePull = async function readablePullPatched(controller) {
+  try {
+    return await readablePull.call(this, controller);
+  } catch (e) {
+    if (e && e.code === 'ERR_INVALID_STATE' && this._readClosed) return undefined;
+    throw e;
+  }
+};
+
 /** Prints why the peer failed and exits non-zero; the Rust test shows stderr. */
 function fail(why) {
   process.stderr.write(`interop peer FAILED: ${why}\n`);
