@@ -1,7 +1,9 @@
 //! Side by side, in one process on one machine: raw TCP, raw async-tungstenite,
 //! ws_stream_tungstenite 0.15, yamux 0.14 over ws_stream_tungstenite, qmux 0.6 (QMux over
 //! WebSocket, under tokio) and this crate (`WsIo`, one `WsStream`, many `WsStream`s, with and
-//! without a spawned `run()` driver), over real TCP on 127.0.0.1 with TCP_NODELAY.
+//! without a spawned `run()` driver; under tokio speaking either the @matrixai/ws protocol or
+//! QMux-02), over real TCP on 127.0.0.1 with TCP_NODELAY; and TCP through the `tunnel` example
+//! against TCP straight to its target.
 //!
 //! The benchmark is its own package in the workspace (`benches/Cargo.toml`), so that the crates it
 //! measures against are no dependencies of the library. From the repository root:
@@ -27,7 +29,7 @@ use support::{
     measure::{self, Sample},
     rtt,
     runtime::Rt,
-    streams, tokio_mux, Named,
+    streams, tokio_mux, tunnel, Named,
 };
 
 /// Sizes of one run.
@@ -48,6 +50,9 @@ struct Plan {
     active_rounds: usize,
     active_trips: usize,
     active_bulk: u64,
+    /// Bytes per round through the tunnel (and directly), and rounds.
+    tunnel_total: u64,
+    tunnel_rounds: usize,
     /// Safety net per measurement: a hang fails loudly instead of running for ever.
     limit: Duration,
     /// Only the measurements whose name contains this (`--only TEXT` or `WS_BENCH_ONLY`; several
@@ -82,6 +87,8 @@ impl Plan {
                 active_rounds: 2,
                 active_trips: 500,
                 active_bulk: 4 * MIB,
+                tunnel_total: 16 * MIB,
+                tunnel_rounds: 3,
                 limit: Duration::from_secs(60),
                 only: None,
             }
@@ -100,6 +107,8 @@ impl Plan {
                 active_rounds: 3,
                 active_trips: 3_000,
                 active_bulk: 64 * MIB,
+                tunnel_total: 256 * MIB,
+                tunnel_rounds: 5,
                 limit: Duration::from_secs(600),
                 only: None,
             }
@@ -144,6 +153,7 @@ fn main() {
     run_idle(&plan, &mut report);
     run_tokio(&plan, &mut report);
     run_qmux(&plan, &mut report);
+    run_tunnel(&plan, &mut report);
     run_active(&plan, &mut report);
     report.targets();
 }
@@ -570,8 +580,10 @@ fn run_tokio(plan: &Plan, report: &mut Report) {
     report.push(t);
 }
 
-/// Our multiplexed streams next to qmux's, all under tokio (qmux needs it): ours with `run()`
-/// spawned on both ends, ours driven by its handles, and qmux with its defaults.
+/// Our multiplexed streams next to qmux's, all under tokio (qmux needs it): ours speaking the
+/// @matrixai/ws protocol and ours speaking QMux-02, each with `run()` spawned on both ends and
+/// driven by its handles, and qmux with its defaults; then the issue's targets for ours speaking
+/// QMux against qmux.
 fn run_qmux(plan: &Plan, report: &mut Report) {
     use tokio_mux::Contender as T;
     const PARALLEL: usize = 16;
@@ -728,6 +740,54 @@ fn run_qmux(plan: &Plan, report: &mut Report) {
         true,
         per_second(&opens_parallel),
     ));
+    // The process's CPU time (both ends, every thread) next to the rates: how much work each
+    // does, and (CPU over wall time) how many cores it kept busy.
+    let cpu_per = |rows: &[(T, Sample)], per: f64| -> Vec<(T, f64)> {
+        rows.iter()
+            .map(|(c, m)| (*c, m.cpu.as_secs_f64() / per))
+            .collect()
+    };
+    let cores = |rows: &[(T, Sample)]| -> Vec<(T, f64)> {
+        rows.iter()
+            .map(|(c, m)| (*c, m.cpu.as_secs_f64() / m.wall.as_secs_f64()))
+            .collect()
+    };
+    metrics.push((
+        "bulk: CPU time per GiB".into(),
+        "CPU s",
+        false,
+        cpu_per(&bulk, plan.bulk_total as f64 / GIB as f64),
+    ));
+    metrics.push((
+        "bulk: cores busy (CPU / wall)".into(),
+        "cores",
+        true,
+        cores(&bulk),
+    ));
+    metrics.push((
+        format!("{} streams: CPU time per GiB", plan.many_streams),
+        "CPU s",
+        false,
+        cpu_per(&many, many_total as f64 / GIB as f64),
+    ));
+    metrics.push((
+        "open/echo/close one after another: CPU per stream".into(),
+        "CPU µs",
+        false,
+        cpu_per(&opens, plan.opens as f64 / 1e6),
+    ));
+    metrics.push((
+        format!("open/echo/close {PARALLEL} at a time: CPU per stream"),
+        "CPU µs",
+        false,
+        cpu_per(&opens_parallel, plan.opens as f64 / 1e6),
+    ));
+    metrics.push((
+        format!("open/echo/close {PARALLEL} at a time: cores busy"),
+        "cores",
+        true,
+        cores(&opens_parallel),
+    ));
 
     let mut t = String::new();
     let _ = writeln!(
@@ -737,26 +797,42 @@ fn run_qmux(plan: &Plan, report: &mut Report) {
     );
     let _ = writeln!(
         t,
-        "Each with its defaults (ours: 1 MiB stream windows, 16 MiB per connection; qmux: 256 KiB \
-         streams, 1 MiB per connection, one WebSocket message per frame of at most 16 KiB). \
-         The ratio is ours / qmux: above 1 is better for ours in MiB/s and streams/s, below 1 in µs.\n"
+        "Ours speaks either protocol behind the same API, chosen at the handshake: the \
+         @matrixai/ws protocol, or QMux-02 when the client offers `qmux-02` (made with \
+         `ws_stream_mux::tokio::accept` and `connect_qmux` with `run()` spawned; without a driver \
+         over the same handshake). Each side keeps its defaults (ours, either protocol: 1 MiB \
+         stream windows, 16 MiB per connection; QMux records of at most 16,382 bytes, the \
+         minimum max_record_size; qmux: 256 KiB streams, 1 MiB per connection, one WebSocket \
+         message per frame of at most 16 KiB), so the windows differ. Every socket has \
+         TCP_NODELAY. Ratios are ours / qmux (wire: ours speaking @matrixai/ws): above 1 is \
+         better for ours in MiB/s and streams/s, below 1 in µs. CPU: the process's user + \
+         system time (both ends, every thread) per GiB or per stream; cores busy: that CPU time \
+         over the wall time.\n"
     );
-    let _ = writeln!(
-        t,
-        "| workload | unit | {} | {} | {} | run() / qmux | no driver / qmux |",
-        T::OursDriven.name(),
-        T::OursNoDriver.name(),
-        T::QMux.name()
-    );
-    let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|");
+    let ours = [
+        T::OursDriven,
+        T::OursNoDriver,
+        T::OursQmuxDriven,
+        T::OursQmuxNoDriver,
+    ];
+    let _ = write!(t, "| workload | unit |");
+    for c in ours.iter().chain(&[T::QMux]) {
+        let _ = write!(t, " {} |", c.name());
+    }
+    for c in ours {
+        let _ = write!(t, " {} / qmux |", c.short());
+    }
+    let _ = writeln!(t, "\n|---|---|{}", "---:|".repeat(2 * ours.len() + 1));
+    let find = |values: &[(T, f64)], c: T| values.iter().find(|(r, _)| *r == c).map(|(_, v)| *v);
     for (workload, unit, _higher, values) in &metrics {
-        let find = |c: T| values.iter().find(|(r, _)| *r == c).map(|(_, v)| *v);
         let show = |v: Option<f64>| {
             v.map_or("-".to_owned(), |v| {
                 if v >= 100.0 {
                     format!("{v:.0}")
-                } else {
+                } else if v >= 10.0 {
                     format!("{v:.1}")
+                } else {
+                    format!("{v:.2}")
                 }
             })
         };
@@ -764,15 +840,132 @@ fn run_qmux(plan: &Plan, report: &mut Report) {
             (Some(a), Some(b)) => format!("{:.2}×", a / b),
             _ => "-".to_owned(),
         };
-        let (driven, handles, qmux) = (find(T::OursDriven), find(T::OursNoDriver), find(T::QMux));
+        let qmux = find(values, T::QMux);
+        let _ = write!(t, "| {workload} | {unit} |");
+        for c in ours.iter().chain(&[T::QMux]) {
+            let _ = write!(t, " {} |", show(find(values, *c)));
+        }
+        for c in ours {
+            let _ = write!(t, " {} |", ratio(find(values, c), qmux));
+        }
+        let _ = writeln!(t);
+    }
+
+    // The issue's targets for ours speaking QMux (run() spawned) against qmux.
+    let ratio_of = |index: usize| {
+        let values = &metrics[index].3;
+        find(values, T::OursQmuxDriven)
+            .zip(find(values, T::QMux))
+            .map(|(ours, qmux)| ours / qmux)
+    };
+    // (target, index into `metrics`, goal, higher is better)
+    let goals: [(&str, usize, f64, bool); 4] = [
+        ("bulk, one stream, 64 KiB writes", 0, 1.2, true),
+        ("64 B round trip (median)", 2, 1.0, false),
+        ("open + echo + close, one after another", 4, 1.2, true),
+        ("open + echo + close, 16 at a time", 5, 1.2, true),
+    ];
+    let mut listed = false;
+    for (name, index, goal, higher) in goals {
+        let Some(r) = ratio_of(index) else { continue };
+        if !listed {
+            let _ = writeln!(t, "\nTargets, {} / qmux 0.6.6:\n", T::OursQmuxDriven.name());
+            listed = true;
+        }
+        let met = if higher { r >= goal } else { r <= goal };
+        let sign = if higher { "≥" } else { "≤" };
         let _ = writeln!(
             t,
-            "| {workload} | {unit} | {} | {} | {} | {} | {} |",
-            show(driven),
-            show(handles),
-            show(qmux),
-            ratio(driven, qmux),
-            ratio(handles, qmux)
+            "- {name}: {r:.2}× (goal {sign} {goal}×): **{}**",
+            if met { "met" } else { "MISSED" }
+        );
+        report.qmux.push((
+            format!("{name}, ours QMux-02 (run() spawned) vs qmux 0.6.6"),
+            format!("{sign} {goal}×"),
+            r,
+            met,
+        ));
+    }
+    report.push(t);
+}
+
+/// TCP through the `tunnel` example (one WebSocket, a stream per TCP connection), over either
+/// protocol, against TCP straight to the target: one connection, to a sink and echoed.
+fn run_tunnel(plan: &Plan, report: &mut Report) {
+    use tunnel::{Path, Target};
+    let runtime = tokio_runtime();
+    let cases: Vec<(Path, Target)> = [Target::Sink, Target::Echo]
+        .into_iter()
+        .flat_map(|t| Path::ALL.map(|p| (p, t)))
+        .collect();
+    let rows = medians(
+        "tunnel",
+        interleaved(
+            plan,
+            plan.tunnel_rounds,
+            &cases,
+            Named::label,
+            |(path, target), what| {
+                on_tokio(
+                    &runtime,
+                    plan,
+                    what,
+                    tunnel::round(path, target, plan.tunnel_total),
+                )
+            },
+        ),
+    );
+    if rows.is_empty() {
+        return;
+    }
+    let rate = |p: Path, t: Target| {
+        rows.iter().find(|(c, _)| *c == (p, t)).map(|(_, m)| {
+            (
+                mib_per_s(plan.tunnel_total, *m),
+                cpu_per_gib(plan.tunnel_total, *m),
+            )
+        })
+    };
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n### TCP through the tunnel example vs direct TCP ({} per round, one TCP connection, 64 KiB writes, median of {} interleaved rounds, tokio: 2 workers)\n",
+        size(plan.tunnel_total),
+        plan.tunnel_rounds
+    );
+    let _ = writeln!(
+        t,
+        "client TCP → tunnel client → one WebSocket → tunnel server → target TCP, all on \
+         127.0.0.1 with TCP_NODELAY, forwarded by `examples/tunnel.rs`'s `forward` (defaults: \
+         `Config::default()`); direct: client TCP → target. Sink: one direction, timed until the \
+         target counted the last byte. Echo: the client writes while it reads everything back; \
+         MiB/s counts the bytes once. × direct: this path's rate over direct TCP's.\n"
+    );
+    let _ = writeln!(
+        t,
+        "| path | to a sink MiB/s | × direct | CPU s/GiB | echoed MiB/s | × direct | CPU s/GiB |"
+    );
+    let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|");
+    let cell = |v: Option<(f64, f64)>, direct: Option<(f64, f64)>| {
+        let rate = v.map_or("-".to_owned(), |(r, _)| format!("{r:.0}"));
+        let ratio = match (v, direct) {
+            (Some((r, _)), Some((d, _))) => format!("{:.2}×", r / d),
+            _ => "-".to_owned(),
+        };
+        let cpu = v.map_or("-".to_owned(), |(_, c)| format!("{c:.2}"));
+        format!("{rate} | {ratio} | {cpu}")
+    };
+    for p in Path::ALL {
+        let (sink, echo) = (rate(p, Target::Sink), rate(p, Target::Echo));
+        if sink.is_none() && echo.is_none() {
+            continue;
+        }
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} |",
+            p.name(),
+            cell(sink, rate(Path::Direct, Target::Sink)),
+            cell(echo, rate(Path::Direct, Target::Echo)),
         );
     }
     report.push(t);
@@ -892,7 +1085,7 @@ fn run_active(plan: &Plan, report: &mut Report) {
                 "Targets are stated for 10,000 idle streams; this run checks them at {most}."
             );
         }
-        for c in [A::OursTokio, A::OursAsyncStd] {
+        for c in [A::OursTokio, A::OursQmuxTokio, A::OursAsyncStd] {
             let (Some(b), Some(r)) = (
                 base(c),
                 rows.iter().find(|r| r.contender == c && r.idle == most),
@@ -954,6 +1147,8 @@ struct Report {
     /// One active stream among idle ones: contender, idle streams, RTT median and echo
     /// throughput as ratios to its 0-idle figures.
     active: Vec<(&'static str, usize, f64, f64)>,
+    /// Ours speaking QMux vs qmux: target, goal, ratio, met.
+    qmux: Vec<(String, String, f64, bool)>,
 }
 
 impl Report {
@@ -1163,6 +1358,9 @@ impl Report {
                 idle.streams >= 10_000,
                 " streams",
             );
+        }
+        for (name, goal, ratio, met) in &self.qmux {
+            line(name, goal, *ratio, *met, "×");
         }
         for (name, idle, rtt, bulk) in &self.active {
             line(

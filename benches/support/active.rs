@@ -18,7 +18,9 @@ use futures::{
     future::{BoxFuture, Shared},
     AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, Stream, StreamExt,
 };
-use ws_stream_mux::{async_tungstenite::WebSocketStream, CloseCode, Connection};
+use ws_stream_mux::{
+    async_tungstenite::WebSocketStream, websocket_config, CloseCode, Connection, Protocol, Side,
+};
 
 use super::{
     bulk::{mux_config, read_total, write_total},
@@ -45,6 +47,9 @@ type Stop = Shared<oneshot::Receiver<()>>;
 pub enum Contender {
     /// Ours on a tokio multi-threaded runtime, `run()` spawned on both ends.
     OursTokio,
+    /// The same speaking QMux-02 (negotiated at the handshake, sockets built with
+    /// `websocket_config`, as `ws_stream_mux::tokio::{accept, connect_qmux}` build them).
+    OursQmuxTokio,
     /// Ours on async-std, `run()` spawned on both ends.
     OursAsyncStd,
     /// Ours on async-std without a driver: the tasks waiting on handles drive the connection.
@@ -54,8 +59,9 @@ pub enum Contender {
 }
 
 impl Contender {
-    pub const ALL: [Contender; 4] = [
+    pub const ALL: [Contender; 5] = [
         Contender::OursTokio,
+        Contender::OursQmuxTokio,
         Contender::OursAsyncStd,
         Contender::OursNoDriver,
         Contender::Yamux,
@@ -64,6 +70,7 @@ impl Contender {
     pub fn name(self) -> &'static str {
         match self {
             Contender::OursTokio => "ours: tokio (2 workers), run() spawned",
+            Contender::OursQmuxTokio => "ours QMux-02: tokio (2 workers), run() spawned",
             Contender::OursAsyncStd => "ours: async-std, run() spawned",
             Contender::OursNoDriver => "ours: async-std, no driver",
             Contender::Yamux => "yamux 0.14 over ws_stream_tungstenite (async-std)",
@@ -73,7 +80,7 @@ impl Contender {
     /// The runtime the round must be run on.
     pub fn runtime(self) -> Rt {
         match self {
-            Contender::OursTokio => Rt::Tokio,
+            Contender::OursTokio | Contender::OursQmuxTokio => Rt::Tokio,
             _ => Rt::AsyncStd,
         }
     }
@@ -102,22 +109,30 @@ pub async fn round(contender: Contender, idle: usize, trips: usize, bulk: u64) -
     match contender {
         Contender::OursTokio => {
             let (c, s) = net::tokio_ws_pair().await;
-            ours(Rt::Tokio, true, c, s, idle, trips, bulk).await
+            let ends = (c, s, Protocol::Wire);
+            ours(Rt::Tokio, true, ends, idle, trips, bulk).await
+        }
+        Contender::OursQmuxTokio => {
+            let ends = net::tokio_qmux_ws_pair(websocket_config(&mux_config(idle + 2))).await;
+            ours(Rt::Tokio, true, ends, idle, trips, bulk).await
         }
         Contender::OursAsyncStd | Contender::OursNoDriver => {
             let (c, s) = net::ws_pair().await;
             let driver = contender == Contender::OursAsyncStd;
-            ours(Rt::AsyncStd, driver, c, s, idle, trips, bulk).await
+            let ends = (c, s, Protocol::Wire);
+            ours(Rt::AsyncStd, driver, ends, idle, trips, bulk).await
         }
         Contender::Yamux => yamux(idle, trips, bulk).await,
     }
 }
 
+/// The client's and the server's socket, and the protocol their handshake negotiated.
+type Ends<S> = (WebSocketStream<S>, WebSocketStream<S>, Protocol);
+
 async fn ours<S>(
     rt: Rt,
     driver: bool,
-    c: WebSocketStream<S>,
-    s: WebSocketStream<S>,
+    (c, s, protocol): Ends<S>,
     idle: usize,
     trips: usize,
     bulk: u64,
@@ -126,8 +141,8 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let config = mux_config(idle + 2);
-    let client = Connection::client(c, config.clone()).expect("valid config");
-    let server = Connection::server(s, config).expect("valid config");
+    let client = Connection::new(c, Side::Client, protocol, config.clone()).expect("valid config");
+    let server = Connection::new(s, Side::Server, protocol, config).expect("valid config");
     let drivers: Vec<_> = if driver {
         vec![rt.spawn(client.run()), rt.spawn(server.run())]
     } else {

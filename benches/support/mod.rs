@@ -9,6 +9,7 @@ pub mod rtt;
 pub mod runtime;
 pub mod streams;
 pub mod tokio_mux;
+pub mod tunnel;
 pub mod yamux_mux;
 
 /// What a row of a table measures: a contender, or a contender with a parameter.

@@ -4,6 +4,12 @@
 
 use async_std::net::{TcpListener, TcpStream};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+use ws_stream_mux::{
+    async_tungstenite::tungstenite::protocol::WebSocketConfig,
+    connect::{request_with_protocols, selected_protocol},
+    handshake::{self, AcceptConfig},
+    Protocol, QmuxProtocols, QmuxVersion,
+};
 
 pub type Ws = async_tungstenite::WebSocketStream<TcpStream>;
 pub type Ws029 = async_tungstenite_029::WebSocketStream<TcpStream>;
@@ -47,8 +53,9 @@ pub async fn ws029_pair() -> (Ws029, Ws029) {
     )
 }
 
-/// A (client, server) WebSocket pair over tokio's TCP (run inside a tokio runtime).
-pub async fn tokio_ws_pair() -> (TokioWs, TokioWs) {
+/// A connected (client, server) tokio TCP pair, both with TCP_NODELAY (run inside a tokio
+/// runtime).
+pub async fn tokio_tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -58,6 +65,12 @@ pub async fn tokio_ws_pair() -> (TokioWs, TokioWs) {
     let (server, _) = accepted.expect("accept");
     client.set_nodelay(true).expect("nodelay");
     server.set_nodelay(true).expect("nodelay");
+    (client, server)
+}
+
+/// A (client, server) WebSocket pair over tokio's TCP (run inside a tokio runtime).
+pub async fn tokio_ws_pair() -> (TokioWs, TokioWs) {
+    let (client, server) = tokio_tcp_pair().await;
     let (client, server) = tokio::join!(
         async_tungstenite::client_async("ws://127.0.0.1/", client.compat()),
         async_tungstenite::accept_async(server.compat())
@@ -66,4 +79,40 @@ pub async fn tokio_ws_pair() -> (TokioWs, TokioWs) {
         client.expect("client handshake").0,
         server.expect("server handshake"),
     )
+}
+
+/// A (client, server) WebSocket pair over tokio's TCP whose handshake negotiated QMux-02 the way
+/// `ws_stream_mux::tokio::{connect_qmux, accept}` do: the client offers
+/// `QmuxProtocols::default()`, the server (our checked handshake) selects `qmux-02`; both sockets
+/// built with `websocket` (`websocket_config(&config)`, as those helpers build them). Returns the
+/// protocol to hand `Connection::new` (asserted to be QMux-02 on both ends).
+pub async fn tokio_qmux_ws_pair(websocket: WebSocketConfig) -> (TokioWs, TokioWs, Protocol) {
+    let (client, server) = tokio_tcp_pair().await;
+    let offer = QmuxProtocols::default().subprotocols();
+    let request = request_with_protocols("ws://127.0.0.1/", &offer).expect("request");
+    let accept_config = AcceptConfig::default()
+        .protocols(offer.clone())
+        .websocket(websocket);
+    let (client, server) = tokio::join!(
+        ws_stream_mux::async_tungstenite::client_async_with_config(
+            request,
+            client.compat(),
+            Some(websocket)
+        ),
+        handshake::accept(server.compat(), &accept_config)
+    );
+    let (client, response) = client.expect("client handshake");
+    let (server, request) = server.expect("server handshake");
+    let chosen = Protocol::from_subprotocol(selected_protocol(&response));
+    assert_eq!(
+        Protocol::from_subprotocol(request.protocol.as_deref()),
+        chosen,
+        "both ends speak what was negotiated"
+    );
+    assert_eq!(
+        chosen,
+        Protocol::Qmux(QmuxVersion::V02),
+        "QMux-02 negotiated"
+    );
+    (client, server, chosen)
 }
