@@ -779,7 +779,23 @@ impl Lifecycle {
                     .push_back(LifecycleEvent::Violation(violation.clone()));
                 self.end(ConnectionError::Violation(violation));
             }
-            _ => {}
+            // Our close is under way and the peer broke the protocol: nothing more is read after
+            // a violation, so its answer can never arrive and waiting for it would only hold
+            // `close()` until the close timeout. The connection fails instead: our Close frame
+            // becomes the violation's if it has not left yet, and the connection is dropped once
+            // the frame is out (at once if it already is), as RFC 6455 §7.1.7 says.
+            &State::Closing { sent, .. } => {
+                self.set_close_outcome(CloseOutcome::Abnormal);
+                self.events
+                    .push_back(LifecycleEvent::Violation(violation.clone()));
+                if sent && !self.flush_owed {
+                    self.end(ConnectionError::Violation(violation));
+                } else {
+                    self.state = State::Failing { violation, sent };
+                }
+            }
+            // The peer's Close frame arrived first: its echo ends the connection once flushed.
+            State::PeerClosed { .. } | State::Failing { .. } | State::Done(_) => {}
         }
     }
 
@@ -903,6 +919,42 @@ mod tests {
             }]
         );
         lc.handle_flushed(t0);
+        assert!(matches!(
+            lc.terminal(),
+            Some(ConnectionError::Violation(ProtoError::TextMessage))
+        ));
+    }
+
+    #[test]
+    fn a_violation_during_our_close_fails_it_instead_of_waiting_for_the_answer() {
+        // Our Close frame is out and flushed: the violation ends the connection at once.
+        let (mut lc, t0) = lifecycle(LifecycleConfig::default());
+        lc.close(t0, CloseCode::NORMAL, "").unwrap();
+        lc.clear_close();
+        drain(&mut lc, t0);
+        lc.handle_flushed(t0);
+        lc.handle_violation(t0, ProtoError::TextMessage);
+        assert_eq!(lc.close_outcome(), Some(&CloseOutcome::Abnormal));
+        assert!(matches!(
+            lc.terminal(),
+            Some(ConnectionError::Violation(ProtoError::TextMessage))
+        ));
+
+        // Our Close frame still waits for the data before it: the violation's goes instead, and
+        // the connection ends once it is flushed.
+        let (mut lc, t0) = lifecycle(LifecycleConfig::default());
+        lc.close(t0, CloseCode::NORMAL, "").unwrap();
+        lc.handle_violation(t0, ProtoError::TextMessage);
+        assert_eq!(
+            drain(&mut lc, t0),
+            vec![LifecycleOutput::Close {
+                code: CloseCode::UNSUPPORTED_DATA,
+                reason: "text messages are not supported".into()
+            }]
+        );
+        assert!(lc.terminal().is_none(), "not before the frame is out");
+        lc.handle_flushed(t0);
+        assert_eq!(lc.close_outcome(), Some(&CloseOutcome::Abnormal));
         assert!(matches!(
             lc.terminal(),
             Some(ConnectionError::Violation(ProtoError::TextMessage))
