@@ -59,10 +59,24 @@ impl Framing for Codec {
         }
     }
 
-    fn write_header(&self, id: StreamId, offset: u64, len: usize, room: &mut [u8]) -> usize {
+    fn write_header(
+        &self,
+        id: StreamId,
+        offset: u64,
+        len: usize,
+        fin: bool,
+        room: &mut [u8],
+    ) -> usize {
         match self {
-            Codec::Wire(wire) => wire.write_header(id, offset, len, room),
-            Codec::Qmux(qmux) => qmux.write_header(id, offset, len, room),
+            Codec::Wire(wire) => wire.write_header(id, offset, len, fin, room),
+            Codec::Qmux(qmux) => qmux.write_header(id, offset, len, fin, room),
+        }
+    }
+
+    fn carries_fin(&self) -> bool {
+        match self {
+            Codec::Wire(wire) => wire.carries_fin(),
+            Codec::Qmux(qmux) => qmux.carries_fin(),
         }
     }
 }

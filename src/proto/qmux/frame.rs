@@ -463,17 +463,29 @@ fn pick(dir: Dir, bidi: u64, uni: u64) -> u64 {
     }
 }
 
-/// The length of the STREAM header (type 0x0e, id, offset, length) for `len` bytes at `offset`.
+/// The length of the STREAM header (type 0x0e or 0x0f, id, offset, length) for `len` bytes at
+/// `offset`.
 pub fn stream_header_len(id: StreamId, offset: u64, len: usize) -> usize {
     1 + varint::encoded_len(id.0) + varint::encoded_len(offset) + varint::encoded_len(len as u64)
 }
 
-/// Writes a STREAM header (type 0x0e) at the end of `room`; returns its length.
-pub fn write_stream_header(id: StreamId, offset: u64, len: usize, room: &mut [u8]) -> usize {
+/// Writes a STREAM header (type 0x0e, or 0x0f with the FIN) at the end of `room`; returns its
+/// length.
+pub fn write_stream_header(
+    id: StreamId,
+    offset: u64,
+    len: usize,
+    fin: bool,
+    room: &mut [u8],
+) -> usize {
     let header_len = stream_header_len(id, offset, len);
     let start = room.len() - header_len;
     let mut out = &mut room[start..];
-    varint::encode(kind::STREAM | kind::STREAM_OFF | kind::STREAM_LEN, &mut out);
+    let fin = if fin { kind::STREAM_FIN } else { 0 };
+    varint::encode(
+        kind::STREAM | kind::STREAM_OFF | kind::STREAM_LEN | fin,
+        &mut out,
+    );
     varint::encode(id.0, &mut out);
     varint::encode(offset, &mut out);
     varint::encode(len as u64, &mut out);
@@ -651,16 +663,17 @@ mod tests {
 
     #[test]
     fn stream_headers_written_in_place_match_the_encoder() {
-        for (id, offset, len) in [(0, 0, 0), (1, 70_000, 1), (1 << 40, 1 << 50, 16_352)] {
+        let cases = [(0, 0, 0), (1, 70_000, 1), (1 << 40, 1 << 50, 16_352)];
+        for ((id, offset, len), fin) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
             let id = StreamId(id);
             let mut room = [0u8; MAX_STREAM_HEADER];
-            let n = write_stream_header(id, offset, len, &mut room);
+            let n = write_stream_header(id, offset, len, fin, &mut room);
             let mut expected = BytesMut::new();
             Frame::Stream {
                 id,
                 offset,
                 data: Bytes::from(vec![0; len]),
-                fin: false,
+                fin,
             }
             .encode(&mut expected);
             assert_eq!(&room[MAX_STREAM_HEADER - n..], &expected[..n]);

@@ -155,8 +155,19 @@ impl Framing for Qmux {
         MAX_STREAM_HEADER
     }
 
-    fn write_header(&self, id: StreamId, offset: u64, len: usize, room: &mut [u8]) -> usize {
-        frame::write_stream_header(id, offset, len, room)
+    fn write_header(
+        &self,
+        id: StreamId,
+        offset: u64,
+        len: usize,
+        fin: bool,
+        room: &mut [u8],
+    ) -> usize {
+        frame::write_stream_header(id, offset, len, fin, room)
+    }
+
+    fn carries_fin(&self) -> bool {
+        true
     }
 }
 

@@ -203,6 +203,52 @@ fn a_streams_first_frame_carries_its_data() {
 }
 
 #[test]
+fn a_short_stream_is_one_record_each_way() {
+    // A request written and finished before the driver sends: its one frame carries the data,
+    // opens the stream and finishes it. The answer does the same.
+    let mut pair = Pair::default_pair();
+    pair.settle();
+    let key = pair.open(CLIENT, Dir::Bi);
+    pair.write(CLIENT, key, b"ping");
+    pair.mux[CLIENT].finish(key).unwrap();
+    let out = pair.take_output(CLIENT);
+    assert_eq!(
+        out,
+        [record(b"\x0f\x00\x00\x04ping")],
+        "data and FIN in one"
+    );
+    pair.deliver(SERVER, out);
+    let accepted = pair.accept(SERVER, Dir::Bi);
+    assert_eq!(
+        pair.read_all(SERVER, accepted),
+        (b"ping".to_vec(), Ok(ReadOutcome::End))
+    );
+    pair.write(SERVER, accepted, b"pong");
+    pair.mux[SERVER].finish(accepted).unwrap();
+    let out = pair.take_output(SERVER);
+    let [Transmit::Binary(answer)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert!(answer.ends_with(b"\x0f\x00\x00\x04pong"), "{answer:?}");
+    pair.deliver(CLIENT, out);
+    assert_eq!(
+        pair.read_all(CLIENT, key),
+        (b"pong".to_vec(), Ok(ReadOutcome::End))
+    );
+
+    // Finished after its data left: the FIN is a frame of its own.
+    let key = pair.open(CLIENT, Dir::Bi);
+    pair.write(CLIENT, key, b"late");
+    pair.take_output(CLIENT);
+    pair.mux[CLIENT].finish(key).unwrap();
+    assert_eq!(
+        pair.take_output(CLIENT),
+        [record(b"\x0f\x04\x04\x00")],
+        "an empty FIN at offset 4"
+    );
+}
+
+#[test]
 fn a_stream_opened_without_data_is_announced_by_an_empty_frame() {
     let mut pair = Pair::default_pair();
     pair.settle();

@@ -727,8 +727,7 @@ impl Streams {
         let Some(send) = stream.send.as_mut() else {
             return Err(StreamError::Finished);
         };
-        if send.finish()? {
-            send.seal(stream.id, framing);
+        if send.finish(stream.id, framing)? {
             self.schedule(key);
         }
         Ok(())
@@ -846,12 +845,16 @@ impl Streams {
             }
             let hold = hold_partial && send.state == SendState::Open;
             match send.next_data(hold, stream.id, framing) {
-                Some(message) => {
+                Some((message, fin)) => {
                     if send.has_data() || send.fin_due() {
                         stream.in_data = true;
                         self.data.push(key, send.priority);
                     }
                     self.wake_write(key);
+                    if fin {
+                        // The message carries the FIN: the half is over, as after `fin_sent`.
+                        self.maybe_remove(key);
+                    }
                     break Some(DataTurn::Data(message));
                 }
                 None => {

@@ -29,8 +29,23 @@ pub(crate) trait Framing {
     fn header_room(&self, id: StreamId) -> usize;
 
     /// Writes the header of a data message for `len` bytes at `offset` of stream `id` at the end
-    /// of `room`; returns its length.
-    fn write_header(&self, id: StreamId, offset: u64, len: usize, room: &mut [u8]) -> usize;
+    /// of `room`, marked as the stream's last if `fin` (only when [`Framing::carries_fin`]);
+    /// returns its length.
+    fn write_header(
+        &self,
+        id: StreamId,
+        offset: u64,
+        len: usize,
+        fin: bool,
+        room: &mut [u8],
+    ) -> usize;
+
+    /// Whether a data message can carry the FIN (QMux's STREAM frame can; the @matrixai/ws
+    /// protocol's DATA cannot, its FIN is a CLOSE message of its own). A stream that finished
+    /// before its last bytes were framed then saves a message.
+    fn carries_fin(&self) -> bool {
+        false
+    }
 }
 
 /// How the sending half stands.
@@ -74,6 +89,8 @@ pub(crate) struct Send {
     pub(crate) dropped_data: bool,
     /// Higher goes first; equal priorities take turns.
     pub(crate) priority: i32,
+    /// The last queued message carries the FIN (framed so when the application finished).
+    fin_framed: bool,
 }
 
 impl Send {
@@ -91,6 +108,7 @@ impl Send {
             stop_code: None,
             dropped_data: false,
             priority: 0,
+            fin_framed: false,
         }
     }
 
@@ -164,6 +182,11 @@ impl Send {
 
     /// Moves the message being built to the queue, its header written in the room before it.
     pub(crate) fn seal(&mut self, id: StreamId, framing: &dyn Framing) {
+        self.seal_with(id, framing, false);
+    }
+
+    /// As [`Send::seal`], the header marked as the stream's last if `fin`.
+    fn seal_with(&mut self, id: StreamId, framing: &dyn Framing, fin: bool) {
         if self.building.is_empty() {
             return;
         }
@@ -172,6 +195,7 @@ impl Send {
             id,
             self.building_offset,
             len,
+            fin,
             &mut self.building[..self.building_room],
         );
         let mut message = self.building.split();
@@ -189,20 +213,27 @@ impl Send {
         !self.queue.is_empty() || !self.building.is_empty()
     }
 
-    /// The next DATA message. A message still being filled is sealed and sent too, unless
-    /// `hold_partial` keeps it back until it is full or flushed.
+    /// The next DATA message, and whether it carries the FIN (the half is then finished). A
+    /// message still being filled is sealed and sent too, unless `hold_partial` keeps it back
+    /// until it is full or flushed; sealed after the application finished, it carries the FIN
+    /// where the framing can.
     pub(crate) fn next_data(
         &mut self,
         hold_partial: bool,
         id: StreamId,
         framing: &dyn Framing,
-    ) -> Option<Bytes> {
+    ) -> Option<(Bytes, bool)> {
         if self.queue.is_empty() && !hold_partial {
             self.seal(id, framing);
         }
         let (message, len) = self.queue.pop_front()?;
         self.sent += len as u64;
-        Some(message)
+        let fin = self.fin_framed && self.queue.is_empty();
+        if fin {
+            self.fin_framed = false;
+            self.on_fin_sent();
+        }
+        Some((message, fin))
     }
 
     /// Whether the FIN is due: finishing, and every byte handed out.
@@ -217,11 +248,19 @@ impl Send {
         }
     }
 
-    /// The application finished writing. `Ok(true)` if this call started the finish.
-    pub(crate) fn finish(&mut self) -> Result<bool, StreamError> {
+    /// The application finished writing. `Ok(true)` if this call started the finish. The message
+    /// being built is sealed: it is the last, and carries the FIN where the framing can (a short
+    /// request or answer is then one message); otherwise the FIN follows on its own.
+    pub(crate) fn finish(
+        &mut self,
+        id: StreamId,
+        framing: &dyn Framing,
+    ) -> Result<bool, StreamError> {
         match &self.state {
             SendState::Open => {
                 self.state = SendState::Finishing;
+                self.fin_framed = framing.carries_fin() && !self.building.is_empty();
+                self.seal_with(id, framing, self.fin_framed);
                 Ok(true)
             }
             SendState::Finishing | SendState::Finished => Ok(false),
@@ -310,6 +349,7 @@ impl Send {
         }
         self.queue.clear();
         self.building.clear();
+        self.fin_framed = false;
         self.offset = self.sent;
     }
 
@@ -331,7 +371,14 @@ mod tests {
             3
         }
 
-        fn write_header(&self, _: StreamId, offset: u64, len: usize, room: &mut [u8]) -> usize {
+        fn write_header(
+            &self,
+            _: StreamId,
+            offset: u64,
+            len: usize,
+            _fin: bool,
+            room: &mut [u8],
+        ) -> usize {
             let at = room.len() - 2;
             room[at] = offset as u8;
             room[at + 1] = len as u8;
@@ -353,17 +400,89 @@ mod tests {
             Ok(0),
             "no credit"
         );
-        let messages: Vec<Bytes> =
+        let messages: Vec<(Bytes, bool)> =
             std::iter::from_fn(|| send.next_data(false, ID, &Tiny)).collect();
         assert_eq!(
             messages,
             [
-                &[0, 4, b'a', b'b', b'c', b'd'][..],
-                &[4, 4, b'e', b'f', b'g', b'h'],
-                &[8, 2, b'i', b'j']
+                (Bytes::from_static(&[0, 4, b'a', b'b', b'c', b'd']), false),
+                (Bytes::from_static(&[4, 4, b'e', b'f', b'g', b'h']), false),
+                (Bytes::from_static(&[8, 2, b'i', b'j']), false)
             ]
         );
         assert_eq!(send.sent, 10);
+    }
+
+    /// `Tiny` with the FIN in its header: `[offset, len, fin]`.
+    struct TinyWithFin;
+
+    impl Framing for TinyWithFin {
+        fn header_room(&self, _: StreamId) -> usize {
+            3
+        }
+
+        fn write_header(
+            &self,
+            _: StreamId,
+            offset: u64,
+            len: usize,
+            fin: bool,
+            room: &mut [u8],
+        ) -> usize {
+            room.copy_from_slice(&[offset as u8, len as u8, u8::from(fin)]);
+            3
+        }
+
+        fn carries_fin(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn the_last_message_carries_the_fin_where_the_framing_can() {
+        // Finished while its last bytes were still being framed: they carry the FIN.
+        let mut send = Send::new(100);
+        send.write(b"abcdef", u64::MAX, 100, 4, ID, &TinyWithFin)
+            .unwrap();
+        send.finish(ID, &TinyWithFin).unwrap();
+        let messages: Vec<(Bytes, bool)> =
+            std::iter::from_fn(|| send.next_data(false, ID, &TinyWithFin)).collect();
+        assert_eq!(
+            messages,
+            [
+                (
+                    Bytes::from_static(&[0, 4, 0, b'a', b'b', b'c', b'd']),
+                    false
+                ),
+                (Bytes::from_static(&[4, 2, 1, b'e', b'f']), true)
+            ]
+        );
+        assert_eq!(send.state, SendState::Finished);
+        assert!(!send.fin_due(), "no FIN of its own follows");
+
+        // Its last message already framed when it finished: the FIN goes on its own.
+        let mut send = Send::new(100);
+        send.write(b"abcd", u64::MAX, 100, 4, ID, &TinyWithFin)
+            .unwrap();
+        send.finish(ID, &TinyWithFin).unwrap();
+        assert_eq!(
+            send.next_data(false, ID, &TinyWithFin),
+            Some((
+                Bytes::from_static(&[0, 4, 0, b'a', b'b', b'c', b'd']),
+                false
+            ))
+        );
+        assert!(send.fin_due());
+
+        // A framing without the FIN in its header: always on its own.
+        let mut send = Send::new(100);
+        send.write(b"ab", u64::MAX, 100, 4, ID, &Tiny).unwrap();
+        send.finish(ID, &Tiny).unwrap();
+        assert_eq!(
+            send.next_data(false, ID, &Tiny),
+            Some((Bytes::from_static(&[0, 2, b'a', b'b']), false))
+        );
+        assert!(send.fin_due());
     }
 
     #[test]
@@ -390,7 +509,7 @@ mod tests {
     fn a_stop_after_everything_left_does_not_fail_the_finish() {
         let mut send = Send::new(100);
         send.write(b"abc", u64::MAX, 100, 8, ID, &Tiny).unwrap();
-        send.finish().unwrap();
+        send.finish(ID, &Tiny).unwrap();
         while send.next_data(false, ID, &Tiny).is_some() {}
         assert!(send.fin_due());
         send.on_stop(ErrorCode(0));
@@ -403,7 +522,7 @@ mod tests {
     fn a_stop_that_drops_data_fails_the_finish_and_the_flush() {
         let mut send = Send::new(100);
         send.write(b"abc", u64::MAX, 100, 8, ID, &Tiny).unwrap();
-        send.finish().unwrap();
+        send.finish(ID, &Tiny).unwrap();
         send.on_stop(ErrorCode(9));
         assert_eq!(
             send.poll_finished(),
@@ -416,7 +535,7 @@ mod tests {
     #[test]
     fn reset_after_the_fin_left_is_a_no_op() {
         let mut send = Send::new(100);
-        send.finish().unwrap();
+        send.finish(ID, &Tiny).unwrap();
         send.on_fin_sent();
         assert!(!send.reset(ErrorCode(5)));
         assert_eq!(send.state, SendState::Finished);

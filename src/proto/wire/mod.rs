@@ -47,7 +47,14 @@ impl Framing for Wire {
         message::data_header_len(id)
     }
 
-    fn write_header(&self, id: StreamId, _offset: u64, _len: usize, room: &mut [u8]) -> usize {
+    fn write_header(
+        &self,
+        id: StreamId,
+        _offset: u64,
+        _len: usize,
+        _fin: bool,
+        room: &mut [u8],
+    ) -> usize {
         let len = message::data_header_len(id);
         let start = room.len() - len;
         let mut header = &mut room[start..];
