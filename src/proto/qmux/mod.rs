@@ -789,7 +789,7 @@ impl Qmux {
         }
         !self.params_sent
             || self.ping_response.is_some()
-            || !self.datagrams_out.is_empty()
+            || (self.peer.is_some() && !self.datagrams_out.is_empty())
             || streams.has_control()
             || streams.has_data()
             || self.max_data_due(streams).is_some()
@@ -820,7 +820,9 @@ impl Qmux {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut record = BytesMut::new();
         self.encode_control(streams, &mut record, limit);
-        while let Some(datagram) = self.datagrams_out.front() {
+        // Datagrams queued before the peer's parameters wait for them (and for the check of
+        // their size against its limit, in `on_params`).
+        while let Some(datagram) = self.datagrams_out.front().filter(|_| self.peer.is_some()) {
             if !record.is_empty() && record.len() + DATAGRAM_HEADER + datagram.len() > limit {
                 break;
             }

@@ -559,6 +559,39 @@ fn datagrams_flow_both_ways_within_the_peers_limit() {
     assert_eq!(pair.mux[SERVER].stats().datagrams_dropped, 1);
 }
 
+/// Found by the `qmux_core` fuzz target (its input is kept in `fuzz/corpus/qmux_core/` as
+/// `crash-datagram-before-parameters`): a datagram queued before the peer's parameters left at
+/// once, unchecked against a limit the peer had not told yet, to a peer that may accept none.
+#[test]
+fn datagrams_queued_early_wait_for_the_peers_parameters() {
+    for (peer_size, delivered) in [(100, true), (0, false)] {
+        let now = Instant::now();
+        let v02 = Protocol::Qmux(QmuxVersion::V02);
+        let mut mux = Mux::new(Side::Client, v02, Config::default(), now);
+        mux.send_datagram(Bytes::from_static(b"early")).unwrap();
+        let first = mux.poll_transmit(now, true);
+        assert!(
+            matches!(&first, Some(Transmit::Binary(r)) if r.starts_with(b"\xff\x51\x53\x30")),
+            "{first:?}"
+        );
+        assert_eq!(
+            mux.poll_transmit(now, true),
+            None,
+            "sent before the peer's limit"
+        );
+        let params = super::TransportParams {
+            max_datagram_frame_size: peer_size,
+            max_record_size: super::MIN_RECORD_SIZE,
+            ..Default::default()
+        };
+        mux.handle_message(now, Frame::TransportParameters(params.encode()).to_bytes());
+        let expected = Transmit::Binary(Frame::Datagram(Bytes::from_static(b"early")).to_bytes());
+        let next = mux.poll_transmit(now, true);
+        assert_eq!(next, delivered.then_some(expected), "peer size {peer_size}");
+        assert_eq!(mux.stats().datagrams_dropped, u64::from(!delivered));
+    }
+}
+
 #[test]
 fn broken_rules_close_with_their_rfc_9000_codes() {
     let cases: [(&[u8], u64); 6] = [
