@@ -5,6 +5,8 @@
 //! - [`wire_decode`]: the @matrixai/ws message codec on arbitrary bytes;
 //! - [`mux_core`]: the sans-IO core (`proto::Mux`) under arbitrary user actions and peer input;
 //! - [`transport`]: the adapters over a WebSocket whose peer is the fuzz input;
+//! - [`qmux_decode`]: the QMux codec (records, frames, transport parameters) on arbitrary bytes;
+//! - [`qmux_core`]: the sans-IO core speaking QMux, under arbitrary user actions and peer records;
 //! - [`input`]: the byte format of the structured inputs, readable and writable;
 //! - [`seeds`]: the seed corpora of `corpus/TARGET/`.
 //!
@@ -12,6 +14,8 @@
 
 pub mod input;
 pub mod mux_core;
+pub mod qmux_core;
+pub mod qmux_decode;
 pub mod seeds;
 pub mod transport;
 pub mod wire_decode;

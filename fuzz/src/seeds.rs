@@ -12,6 +12,7 @@ use ws_stream_mux::proto::{wire::Frame, ErrorCode, Half, Side, StreamId};
 use crate::{
     input::Encode,
     mux_core::{ConfigChoice, MuxInput, Op},
+    qmux_core::{self, ParamsChoice, QmuxInput},
     transport::{
         socket::{ReadStep, WriteStep},
         Adapter, Flags, Payload, Peer, TransportInput, WsFrame,
@@ -26,7 +27,14 @@ pub struct Seed {
 }
 
 /// The targets with a seed corpus.
-pub const TARGETS: [&str; 4] = ["request_head", "wire_decode", "mux_core", "transport"];
+pub const TARGETS: [&str; 6] = [
+    "request_head",
+    "wire_decode",
+    "mux_core",
+    "transport",
+    "qmux_decode",
+    "qmux_core",
+];
 
 /// Every seed of every target.
 pub fn all() -> Vec<Seed> {
@@ -49,6 +57,12 @@ pub fn all() -> Vec<Seed> {
     }
     for (name, input) in transport_inputs() {
         add("transport", name, input.to_input());
+    }
+    for (name, bytes) in qmux_records() {
+        add("qmux_decode", name, bytes);
+    }
+    for (name, input) in qmux_inputs() {
+        add("qmux_core", name, input.to_input());
     }
     seeds
 }
@@ -631,6 +645,413 @@ fn transport_inputs() -> Vec<(&'static str, TransportInput)> {
     ]
 }
 
+// ----- qmux_decode: records, and parameter bodies -----
+
+fn hex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
+
+/// QMUX.md's test vectors, a few broken records and two parameter bodies.
+fn qmux_records() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "params_peers_defaults",
+            hex(
+                "ff 51 53 30 0d 0a 0d 0a 37 01 04 80 00 75 30 04 04 80 10 00 00 05 04 80 04 00 00
+                 06 04 80 04 00 00 07 04 80 04 00 00 08 02 40 64 09 02 40 64 20 02 7f fe
+                 c5 71 c5 94 29 cd 08 45 02 7f fe 1d 00",
+            ),
+        ),
+        (
+            "params_ours",
+            hex(
+                "ff 51 53 30 0d 0a 0d 0a 1c 04 04 81 00 00 00 05 04 80 10 00 00 06 04 80 10 00 00
+                 07 04 80 10 00 00 08 02 40 64",
+            ),
+        ),
+        (
+            "params_body",
+            hex("04 04 80 10 00 00 08 02 40 64 1b 01 00 20 02 7f fe 1d 00"),
+        ),
+        ("params_body_duplicate", hex("04 01 01 04 01 02")),
+        ("stream_hello", hex("0e 00 00 05 68 65 6c 6c 6f")),
+        ("stream_fin", hex("0f 00 05 00")),
+        ("two_streams", hex("0e 0c 00 02 61 62 0f 0c 02 02 63 64")),
+        ("stream_to_end", hex("0a 04 05 7a 7a 7a")),
+        ("stream_far", hex("0e 01 80 01 11 70 01 7a")),
+        ("reset_stream", hex("04 04 2a 00")),
+        ("stop_sending", hex("05 08 07")),
+        ("max_stream_data", hex("11 00 80 05 77 00")),
+        ("max_data_streams", hex("10 81 08 00 00 12 40 64 13 01")),
+        ("blocked", hex("14 05 15 00 05 16 01 17 02 00 00")),
+        (
+            "ping",
+            hex("f4 8c 67 52 9e f8 c7 bd 00 f4 8c 67 52 9e f8 c7 be 00"),
+        ),
+        ("datagrams", hex("31 02 64 67 30 78 79")),
+        ("application_close", hex("1d 00 03 62 79 65")),
+        (
+            "connection_close",
+            hex("1c 43 ea 00 12 70 72 6f 74 6f 63 6f 6c 20 76 69 6f 6c 61 74 69 6f 6e"),
+        ),
+        ("unknown_type", hex("24 00 07 03 02")),
+        ("truncated", hex("04 01")),
+        ("streams_over_2_60", hex("12 d0 00 00 00 00 00 00 01")),
+        (
+            "stream_beyond_2_62",
+            hex("0e 00 ff ff ff ff ff ff ff ff 01 00"),
+        ),
+    ]
+}
+
+// ----- qmux_core: op sequences -----
+
+/// The peer's parameters: 1 MiB connection credit, 1000 per stream, 2 streams each way,
+/// datagrams of 50 bytes, the minimum record size.
+const PEER_PARAMS: ParamsChoice = ParamsChoice {
+    data: 4,
+    stream: 3 + 3 * 5 + 3 * 25,
+    streams: 2 | 2 << 2,
+    misc: 3,
+};
+
+/// Window 1000, budget 65,536, 37-byte STREAM frames, a 300-byte send buffer, 2 bidi and 1 uni
+/// streams, a datagram queue of 2.
+fn qmux_config(flags: u8) -> qmux_core::ConfigChoice {
+    qmux_core::ConfigChoice {
+        window: 3,
+        receive_budget: 3,
+        max_data_per_message: 2,
+        send_buffer: 2,
+        streams: 1 | 1 << 2 | 1 << 4,
+        flags,
+        drop_code: 9,
+    }
+}
+
+fn qmux_inputs() -> Vec<(&'static str, QmuxInput)> {
+    use qmux_core::Op::*;
+    use ws_stream_mux::proto::QmuxVersion;
+    let all = Transmit {
+        max: 0,
+        flush_partial: false,
+    };
+    let input = |side, flags, ops: Vec<qmux_core::Op>| QmuxInput {
+        side,
+        version: QmuxVersion::V02,
+        config: qmux_config(flags),
+        ops,
+    };
+    // A new stream of the peer's: bidi (192) or uni (224).
+    let (new_bidi, new_uni, first) = (192, 224, 0);
+    let plain = 0;
+    vec![
+        (
+            // Parameters both ways, a stream each way with data and FIN, a close.
+            "client_round_trip",
+            input(
+                Side::Client,
+                0,
+                vec![
+                    all.clone(),
+                    PeerParams(PEER_PARAMS),
+                    Open { uni: false },
+                    Write { stream: 0, len: 80 },
+                    Finish { stream: 0 },
+                    all.clone(),
+                    PeerStream {
+                        target: first,
+                        len: 60,
+                        how: 1,
+                    },
+                    Read {
+                        stream: 0,
+                        len: 100,
+                    },
+                    Read {
+                        stream: 0,
+                        len: 100,
+                    },
+                    all.clone(),
+                    Close {
+                        code: 0,
+                        application: true,
+                    },
+                    all.clone(),
+                    PeerClose {
+                        connection: false,
+                        code: 0,
+                    },
+                    PeerWsClose { code: 1 },
+                    all.clone(),
+                    TakeEvents,
+                ],
+            ),
+        ),
+        (
+            // The peer opens bidi and uni streams, sends, resets, stops; we accept, read, answer.
+            "server_accepts",
+            input(
+                Side::Server,
+                0,
+                vec![
+                    PeerParams(PEER_PARAMS),
+                    all.clone(),
+                    Glue,
+                    PeerStream {
+                        target: new_bidi,
+                        len: 40,
+                        how: plain,
+                    },
+                    PeerStream {
+                        target: new_uni,
+                        len: 30,
+                        how: 1,
+                    },
+                    Accept { uni: false },
+                    Accept { uni: true },
+                    ReadChunk { stream: 0, max: 10 },
+                    Read {
+                        stream: 1,
+                        len: 200,
+                    },
+                    Write { stream: 0, len: 50 },
+                    all.clone(),
+                    PeerStop {
+                        target: first,
+                        code: 7,
+                    },
+                    PeerReset {
+                        target: first,
+                        code: 8,
+                        size: 0,
+                    },
+                    all.clone(),
+                    Read { stream: 0, len: 10 },
+                    Write { stream: 0, len: 5 },
+                    Release { stream: 0, how: 3 },
+                    Release { stream: 1, how: 3 },
+                    all.clone(),
+                    TakeEvents,
+                ],
+            ),
+        ),
+        (
+            // Credit: small windows used up, then MAX_DATA and MAX_STREAM_DATA both ways.
+            "credit",
+            input(
+                Side::Client,
+                0,
+                vec![
+                    PeerParams(ParamsChoice {
+                        data: 2,
+                        stream: 2 + 2 * 5 + 2 * 25,
+                        streams: 1 | 1 << 2,
+                        misc: 0,
+                    }),
+                    all.clone(),
+                    Open { uni: false },
+                    Open { uni: true },
+                    Write {
+                        stream: 0,
+                        len: 200,
+                    },
+                    Write {
+                        stream: 1,
+                        len: 200,
+                    },
+                    all.clone(),
+                    PeerMaxStreamData {
+                        target: 0,
+                        amount: 3,
+                    },
+                    PeerMaxData { amount: 4 },
+                    all.clone(),
+                    PeerStream {
+                        target: 0,
+                        len: 250,
+                        how: plain,
+                    },
+                    Read {
+                        stream: 0,
+                        len: 255,
+                    },
+                    Read {
+                        stream: 0,
+                        len: 255,
+                    },
+                    all.clone(),
+                    PeerMaxStreams {
+                        uni: false,
+                        amount: 3,
+                    },
+                    Open { uni: false },
+                    all.clone(),
+                ],
+            ),
+        ),
+        (
+            // Pings, datagrams and the blocked frames, then the peer's CONNECTION_CLOSE.
+            "pings_and_datagrams",
+            input(
+                Side::Server,
+                2 | 4,
+                vec![
+                    SendDatagram { len: 20 },
+                    all.clone(),
+                    PeerParams(PEER_PARAMS),
+                    SendDatagram { len: 40 },
+                    SendDatagram { len: 60 },
+                    Ping,
+                    all.clone(),
+                    PeerPing {
+                        response: true,
+                        echo: true,
+                        number: 0,
+                    },
+                    PeerPing {
+                        response: false,
+                        echo: false,
+                        number: 3,
+                    },
+                    PeerDatagram { len: 10 },
+                    ReadDatagram,
+                    PeerBlocked { kind: 0, target: 5 },
+                    PeerBlocked { kind: 1, target: 0 },
+                    PeerBlocked { kind: 6, target: 1 },
+                    Advance { millis: 3000 },
+                    all.clone(),
+                    ToDeadline,
+                    all.clone(),
+                    PeerClose {
+                        connection: true,
+                        code: 10,
+                    },
+                    all.clone(),
+                    TakeEvents,
+                ],
+            ),
+        ),
+        (
+            // The peer breaks rules: a frame before its parameters, a gap, data beyond credit, a
+            // stream of ours never opened, an unknown frame type.
+            "frame_before_parameters",
+            input(
+                Side::Client,
+                0,
+                vec![
+                    PeerStream {
+                        target: new_bidi,
+                        len: 5,
+                        how: plain,
+                    },
+                    all.clone(),
+                    TakeEvents,
+                ],
+            ),
+        ),
+        (
+            "gap",
+            input(
+                Side::Server,
+                0,
+                vec![
+                    PeerParams(PEER_PARAMS),
+                    all.clone(),
+                    PeerStream {
+                        target: new_bidi,
+                        len: 5,
+                        how: 4,
+                    },
+                    all.clone(),
+                ],
+            ),
+        ),
+        (
+            "over_credit_and_raw",
+            input(
+                Side::Server,
+                0,
+                vec![
+                    PeerParams(PEER_PARAMS),
+                    all.clone(),
+                    PeerStream {
+                        target: new_uni,
+                        len: 255,
+                        how: 8,
+                    },
+                    PeerStream {
+                        target: first,
+                        len: 255,
+                        how: 8,
+                    },
+                    PeerStream {
+                        target: first,
+                        len: 255,
+                        how: 8,
+                    },
+                    PeerStream {
+                        target: first,
+                        len: 255,
+                        how: 8,
+                    },
+                    PeerStream {
+                        target: 240,
+                        len: 1,
+                        how: 0,
+                    },
+                    PeerRaw {
+                        bytes: vec![0x24, 0, 7],
+                    },
+                    all.clone(),
+                ],
+            ),
+        ),
+        (
+            // A graceful shutdown: the peer's new stream is refused, ours drains, then the close.
+            "shutdown",
+            input(
+                Side::Client,
+                0,
+                vec![
+                    PeerParams(PEER_PARAMS),
+                    Open { uni: false },
+                    Write { stream: 0, len: 30 },
+                    Shutdown {
+                        code: 2,
+                        timeout: 50,
+                    },
+                    PeerStream {
+                        target: new_bidi,
+                        len: 5,
+                        how: 1,
+                    },
+                    all.clone(),
+                    Finish { stream: 0 },
+                    // Our stream 0, the second the peer knows.
+                    PeerStream {
+                        target: 1,
+                        len: 3,
+                        how: 1,
+                    },
+                    Read { stream: 0, len: 9 },
+                    Read { stream: 0, len: 9 },
+                    all.clone(),
+                    Flushed,
+                    Advance { millis: 1500 },
+                    all.clone(),
+                    Ended,
+                    TakeEvents,
+                ],
+            ),
+        ),
+    ]
+}
+
 /// Where the seed corpus of `target` lives: `corpus/TARGET/` beside this crate's manifest.
 pub fn corpus_dir(target: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -651,6 +1072,8 @@ mod tests {
             "wire_decode" => crate::wire_decode::run(bytes),
             "mux_core" => crate::mux_core::run(&decode(bytes)),
             "transport" => crate::transport::run(&decode(bytes)),
+            "qmux_decode" => crate::qmux_decode::run(bytes),
+            "qmux_core" => crate::qmux_core::run(&decode(bytes)),
             // request_head's harness is its fuzz target file.
             _ => {}
         }
@@ -668,6 +1091,9 @@ mod tests {
         for (name, input) in transport_inputs() {
             assert_eq!(decode::<TransportInput>(&input.to_input()), input, "{name}");
         }
+        for (name, input) in qmux_inputs() {
+            assert_eq!(decode::<QmuxInput>(&input.to_input()), input, "{name}");
+        }
     }
 
     #[test]
@@ -681,7 +1107,14 @@ mod tests {
                 .map(|seed| (seed.name, seed.bytes))
                 .collect();
             if write {
-                let _ = fs::remove_dir_all(&dir);
+                // Kept crashes stay; every other file is the generator's.
+                for entry in fs::read_dir(&dir).into_iter().flatten() {
+                    let path = entry.unwrap().path();
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    if !name.starts_with("crash-") {
+                        fs::remove_file(&path).unwrap();
+                    }
+                }
                 fs::create_dir_all(&dir).unwrap();
                 for (name, bytes) in &generated {
                     fs::write(dir.join(name), bytes).unwrap();
