@@ -213,10 +213,9 @@ impl Send {
         !self.queue.is_empty() || !self.building.is_empty()
     }
 
-    /// The next DATA message, and whether it carries the FIN (the half is then finished). A
-    /// message still being filled is sealed and sent too, unless `hold_partial` keeps it back
-    /// until it is full or flushed; sealed after the application finished, it carries the FIN
-    /// where the framing can.
+    /// The next DATA message, and whether it carries the FIN (the half is then finished: see
+    /// [`Send::finish`]). A message still being filled is sealed and sent too, unless
+    /// `hold_partial` keeps it back until it is full or flushed.
     pub(crate) fn next_data(
         &mut self,
         hold_partial: bool,
