@@ -27,8 +27,8 @@ use crate::{
     error::{Error, Timeout},
     event::WsEvent,
     proto::{
-        CloseCode, CloseOutcome, Config, ConnectionError, DatagramError, Dir, ErrorCode, Mux,
-        OpenError, Protocol, Side, Stats, StreamKey,
+        CloseCode, CloseOutcome, CloseRefused, Config, ConnectionError, DatagramError, Dir,
+        ErrorCode, Mux, OpenError, Protocol, Side, Stats, StreamKey,
     },
 };
 
@@ -257,12 +257,8 @@ impl Connection {
     ///   (also when it had already ended so, before the call).
     pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
         code.check_application(reason)?;
-        self.engine().with_state(|state| {
-            let refused = state.session.close(Instant::now(), code, reason);
-            refused.map_err(|_| close_refused(&state.session))
-        })?;
-        self.engine().drive(true);
-        self.wait_close_outcome().await
+        self.start_close(|mux, now| Ok(mux.close(now, code, reason)))
+            .await
     }
 
     /// Closes a QMux connection with an application error code (any value up to 2^62−1, as
@@ -280,12 +276,20 @@ impl Connection {
     /// - otherwise as [`close`](Self::close).
     pub async fn close_application(&self, code: ErrorCode, reason: &str) -> Result<(), Error> {
         crate::proto::code::check_reason(reason)?;
+        self.start_close(|mux, now| Ok(mux.close_application(now, code, reason)?))
+            .await
+    }
+
+    /// Starts a close, a QMux application close or a shutdown with `start` (the core refuses a
+    /// second one: [`close_refused`] says why), sends it, and waits for its outcome.
+    async fn start_close(
+        &self,
+        start: impl FnOnce(&mut Mux, Instant) -> Result<Result<(), CloseRefused>, Error>,
+    ) -> Result<(), Error> {
         self.engine().with_state(|state| {
-            let refused = state
-                .session
-                .close_application(Instant::now(), code, reason)?;
-            Ok::<_, Error>(refused.map_err(|_| close_refused(&state.session)))
-        })??;
+            let refused = start(&mut state.session, Instant::now())?;
+            refused.map_err(|_| close_refused(&state.session))
+        })?;
         self.engine().drive(true);
         self.wait_close_outcome().await
     }
@@ -321,14 +325,8 @@ impl Connection {
         deadline: Option<Duration>,
     ) -> Result<(), Error> {
         code.check_application(reason)?;
-        self.engine().with_state(|state| {
-            let refused = state
-                .session
-                .shutdown(Instant::now(), code, reason, deadline);
-            refused.map_err(|_| close_refused(&state.session))
-        })?;
-        self.engine().drive(true);
-        self.wait_close_outcome().await
+        self.start_close(|mux, now| Ok(mux.shutdown(now, code, reason, deadline)))
+            .await
     }
 
     /// Waits until the connection is over and returns why: [`Error::ConnectionClosed`] with the

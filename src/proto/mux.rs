@@ -320,11 +320,6 @@ impl Mux {
         self.lifecycle.ping_result(number)
     }
 
-    /// Whether everything handed out for the socket has been written out (flushed).
-    pub fn is_flushed(&self) -> bool {
-        !self.unflushed
-    }
-
     /// Whether everything handed out for the socket was written out: `Some(Ok(()))` once it
     /// was; `Some(Err(_))` once it never will be — the connection ended before the socket was
     /// flushed, other than by our own completed closing handshake (the peer's answer to our Close
