@@ -188,14 +188,19 @@ pub(crate) fn pump<W: Socket, A: Access>(
         }
 
         // Time.
-        let (deadline, done) = access.with(|s| (s.poll_timeout(), s.is_done()));
-        if done {
-            io.transport.release();
-            return false;
-        }
+        let deadline = access.with(|s| s.poll_timeout());
         if io.timer.poll(cx, deadline).is_ready() {
             access.with(|s| s.handle_timeout(Instant::now()));
             progress = true;
+        }
+
+        // The end, checked last in every round: whatever ended the connection in it (an input, a
+        // failed write, a deadline), the socket is released in this same pass. Left to a later
+        // pass, it could outlive the connection: the driver finishes as soon as the core is over
+        // and may never pump again, and the peer would see TCP open after `closed()` returned.
+        if access.with(|s| s.is_done()) {
+            io.transport.release();
+            return false;
         }
 
         if !progress {
@@ -208,4 +213,129 @@ pub(crate) fn pump<W: Socket, A: Access>(
     // More may be waiting; let other tasks run, then come back.
     cx.waker().wake_by_ref();
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        pin::Pin,
+        task::{Context, Poll, Waker},
+        time::{Duration, Instant},
+    };
+
+    use async_tungstenite::tungstenite::{self, Message};
+    use futures::{Sink, Stream};
+
+    use super::{pump, Access, Io, MAX_ROUNDS};
+    use crate::{
+        engine::{transport::Transport, Input, Session},
+        event::WsEvent,
+        proto::Wake,
+    };
+
+    /// A socket that takes every write at once and never has anything to read.
+    struct QuietSocket;
+
+    impl Stream for QuietSocket {
+        type Item = Result<Message, tungstenite::Error>;
+
+        fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Pending
+        }
+    }
+
+    impl Sink<Message> for QuietSocket {
+        type Error = tungstenite::Error;
+
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
+            Ok(())
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl super::Socket for QuietSocket {}
+
+    /// A session whose deadline has always passed, and that is over after `lives` timeouts.
+    struct EndsByTimeout {
+        lives: usize,
+    }
+
+    impl Session for EndsByTimeout {
+        fn handle_input(&mut self, _: Instant, _: Input) {}
+        fn handle_flushed(&mut self, _: Instant) {}
+        fn handle_timeout(&mut self, _: Instant) {
+            self.lives = self.lives.saturating_sub(1);
+        }
+        fn poll_output(&mut self, _: Instant, _: bool) -> Option<Message> {
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            (self.lives > 0).then(|| Instant::now() - Duration::from_millis(1))
+        }
+        fn poll_wake(&mut self) -> Option<Wake> {
+            None
+        }
+        fn poll_event(&mut self) -> Option<WsEvent> {
+            None
+        }
+        fn input_allowance(&self) -> usize {
+            0
+        }
+        fn is_done(&self) -> bool {
+            self.lives == 0
+        }
+        fn has_output(&self) -> bool {
+            false
+        }
+        fn abandon(&mut self, _: Instant) {}
+    }
+
+    struct Direct<'a>(&'a mut EndsByTimeout);
+
+    impl Access for Direct<'_> {
+        type Session = EndsByTimeout;
+
+        fn with<R>(&mut self, f: impl FnOnce(&mut EndsByTimeout) -> R) -> R {
+            f(self.0)
+        }
+    }
+
+    /// Whatever round the connection ends in, the pass that saw it end drops the socket: a driver
+    /// that finishes with the core may never pump again.
+    #[test]
+    fn the_pass_in_which_the_session_ends_releases_the_socket() {
+        for lives in 1..=2 * MAX_ROUNDS {
+            let mut session = EndsByTimeout { lives };
+            let mut io = Io::new(Transport::new(QuietSocket, 1024));
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut passes = 0;
+            while !session.is_done() {
+                passes += 1;
+                assert!(passes <= lives, "no progress");
+                pump(
+                    &mut io,
+                    &mut Direct(&mut session),
+                    &mut cx,
+                    None,
+                    true,
+                    true,
+                );
+            }
+            assert!(
+                io.transport.is_released(),
+                "ended after {lives} timeouts, socket still held"
+            );
+        }
+    }
 }
