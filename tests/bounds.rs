@@ -100,7 +100,24 @@ type Raw = WebSocketStream<TcpStream>;
 /// Our server (its socket built with `websocket_config(&config)`, the documented way) and a
 /// raw client peer, over real TCP; our side's driver runs.
 async fn pair(config: Config) -> (Raw, Connection) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    pair_with_buffers(config, None).await
+}
+
+/// As [`pair`], with our send buffer and the peer's receive buffer set to `kernel_buffer` bytes
+/// (which also turns the kernel's autotuning off). A peer that does not read is then felt after
+/// kilobytes instead of the megabytes loopback buffers hold by default, whose filling takes as
+/// long as the machine is slow.
+async fn pair_with_buffers(config: Config, kernel_buffer: Option<usize>) -> (Raw, Connection) {
+    use socket2::{Domain, Socket, Type};
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    if let Some(bytes) = kernel_buffer {
+        // Accepted sockets inherit it.
+        listener.set_send_buffer_size(bytes).expect("SO_SNDBUF");
+    }
+    listener.bind(&any.into()).expect("bind");
+    listener.listen(8).expect("listen");
+    let listener = TcpListener::from(std::net::TcpListener::from(listener));
     let addr = listener.local_addr().expect("addr");
     let ws_config = websocket_config(&config);
     let server = async_std::task::spawn(async move {
@@ -109,7 +126,15 @@ async fn pair(config: Config) -> (Raw, Connection) {
             .await
             .expect("server handshake")
     });
-    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let client = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    if let Some(bytes) = kernel_buffer {
+        // Before connecting, so that the window offered in the handshake is the small one.
+        client.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+    }
+    // A connect to 127.0.0.1 completes at once.
+    client.connect(&addr.into()).expect("connect");
+    client.set_nonblocking(true).expect("nonblocking");
+    let tcp = TcpStream::from(std::net::TcpStream::from(client));
     let (client, _) = async_tungstenite::client_async(format!("ws://{addr}/"), tcp)
         .await
         .expect("client handshake");
@@ -117,6 +142,9 @@ async fn pair(config: Config) -> (Raw, Connection) {
     async_std::task::spawn(conn.run());
     (client, conn)
 }
+
+/// The kernel buffers of the tests whose peer does not read.
+const SMALL_KERNEL_BUFFER: usize = 8 * 1024;
 
 /// A @matrixai/ws message: id (one byte), type, body.
 fn msg(id: u8, kind: u8, body: &[u8]) -> Message {
@@ -211,7 +239,7 @@ async fn a_peer_that_opens_streams_over_the_limit_without_reading_is_closed_with
         .max_streams(4)
         .reply_timeout(Some(Duration::from_millis(500)))
         .close_timeout(Some(Duration::from_millis(500)));
-    let (peer, conn) = pair(config).await;
+    let (peer, conn) = pair_with_buffers(config, Some(SMALL_KERNEL_BUFFER)).await;
     let start = reset_peak();
     // The peer only writes: each new stream over the limit is refused with two replies that it
     // never reads. It stops once we stop reading (its writes block) or close.
@@ -246,12 +274,14 @@ async fn a_peer_that_pings_without_reading_is_closed_with_1008() {
     let config = Config::default()
         .reply_timeout(Some(Duration::from_millis(500)))
         .close_timeout(Some(Duration::from_millis(500)));
-    let (peer, conn) = pair(config).await;
+    let (peer, conn) = pair_with_buffers(config, Some(SMALL_KERNEL_BUFFER)).await;
     let start = reset_peak();
     let (mut sink, _stream) = peer.split();
     let flood = async_std::task::spawn(async move {
         let mut sent = 0u64;
-        while sink.send(Message::Ping(Default::default())).await.is_ok() {
+        // The largest control payload: each pong that does leave fills the buffers the most.
+        let payload = bytes::Bytes::from_static(&[0x5a; 125]);
+        while sink.send(Message::Ping(payload.clone())).await.is_ok() {
             sent += 1;
         }
         sent
