@@ -7,8 +7,8 @@
 //! within one bulk message of being written (compared on the wire); with a slow one, every
 //! request is answered while the bulk waits for credit, and the bulk moves at its reader's pace.
 
-mod common;
-mod faults_support;
+use crate::common;
+use crate::faults_support;
 
 use std::task::Poll;
 

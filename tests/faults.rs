@@ -14,8 +14,8 @@
 //! proxy's delays; every wait for an outcome is bounded by `within`, a safety net that fails
 //! loudly.
 
-mod common;
-mod faults_support;
+use crate::common;
+use crate::faults_support;
 
 use std::{future::Future, io, pin::pin, sync::Mutex, time::Duration};
 

@@ -9,7 +9,7 @@
 //! the connection fail. The cases are described in `tests/interop/README.md`.
 #![cfg(feature = "tls")]
 
-mod interop_support;
+use crate::interop_support;
 
 use interop_support::{parts, Role, Session};
 use ws_stream_mux::{CloseCode, Config, Connection, WsEvent};

@@ -12,7 +12,7 @@
 //! too, we close with application code 0 and "done", which its `closed` must report.
 #![cfg(feature = "tokio")]
 
-mod interop_moq_support;
+use crate::interop_moq_support;
 
 use std::{future::Future, time::Duration};
 

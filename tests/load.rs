@@ -12,7 +12,7 @@
 //!
 //! The one timeout is the safety net of `within`; the test asserts outcomes only.
 
-mod common;
+use crate::common;
 
 use async_std::{
     net::{TcpListener, TcpStream},

@@ -2,7 +2,7 @@
 //! pending read and write, and whatever comes after — and never with a silent end of stream.
 //! No hang: the safety net of `within` fails loudly; no elapsed time is asserted.
 
-mod common;
+use crate::common;
 
 use std::{io, net::Shutdown};
 

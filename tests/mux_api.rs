@@ -2,7 +2,7 @@
 //! fail, owned halves, codes on every kind of ending, priorities of the send side, coalescing that
 //! keeps its promise, events before the ends they explain, and the connection's lifecycle.
 
-mod common;
+use crate::common;
 
 use std::{io, time::Duration};
 

@@ -1,7 +1,7 @@
 //! `Config::coalesce_writes`: small writes travel in full DATA messages, and nothing written sits
 //! unsent while its writer waits on the connection.
 
-mod common;
+use crate::common;
 
 use async_tungstenite::tungstenite::Message;
 use common::{conn_pair, within, ws_pair};

@@ -2,7 +2,7 @@
 //! never polls the tasks parked on other streams; without one, every waiting task can drive and
 //! none can be stranded. Each hazard a driving mode must survive is tested in that mode.
 
-mod common;
+use crate::common;
 
 use std::{
     future::Future,

@@ -1,6 +1,6 @@
 //! Echo over one and many multiplexed streams, over real TCP.
 
-mod common;
+use crate::common;
 
 use common::{conn_pair, pattern, within};
 use futures::{AsyncReadExt, AsyncWriteExt};

@@ -1,7 +1,7 @@
 //! Keep-alive: Pings after a quiet interval, a close with 1001 after an idle timeout, and a live
 //! peer (answering Pings) that is never timed out.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

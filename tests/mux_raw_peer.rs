@@ -1,7 +1,7 @@
 //! A raw peer — a plain async-tungstenite client writing hand-built messages — against our
 //! server: every kind of bad input gets the behaviour WIRE.md asks for, and nothing else is harmed.
 
-mod common;
+use crate::common;
 
 use std::io;
 

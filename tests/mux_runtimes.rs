@@ -1,7 +1,7 @@
 //! The same echo under tokio (through tokio-util's compat layer) and under smol: the library
 //! assumes no runtime.
 
-mod common;
+use crate::common;
 
 use common::pattern;
 use futures::{AsyncReadExt, AsyncWriteExt};

@@ -1,6 +1,6 @@
 //! Half-close, reset, stop, flow control, stream limits and connection close, over real TCP.
 
-mod common;
+use crate::common;
 
 use std::{io, task::Poll};
 

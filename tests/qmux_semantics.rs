@@ -2,7 +2,7 @@
 //! runtime-free handshake helpers, streams with and without a driver, limits, the connection
 //! window, uni streams, datagrams, keep-alive and the closing codes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! messages, coalescing, events, close codes both ways, protocol errors, abrupt drops, the ping
 //! flood, the client-side close timeout, and concurrent reading and writing.
 
-mod wsio_support;
+use crate::wsio_support;
 
 use std::io;
 

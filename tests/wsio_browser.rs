@@ -1,7 +1,7 @@
 //! What a `WsIo` serving browsers needs, over real TCP with a raw peer: text messages taken as
 //! bytes when asked, keep-alive pings, an idle timeout that notices a dead peer, and `ping()`.
 
-mod wsio_support;
+use crate::wsio_support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Framing a `WsIo` with codecs over real TCP on 127.0.0.1: asynchronous-codec (lines and
 //! length-delimited) on async-std, and tokio-util codecs on a tokio runtime (`tokio` feature).
 
-mod wsio_support;
+use crate::wsio_support;
 
 use asynchronous_codec::{Bytes, Framed, LengthCodec, LinesCodec};
 use futures::{SinkExt, StreamExt, TryStreamExt};

@@ -7,7 +7,7 @@
 //! A peer that is not installed is skipped with a loud message, except in CI (`CI=true`), where
 //! the test fails instead.
 
-mod wsio_support;
+use crate::wsio_support;
 
 use std::{
     path::{Path, PathBuf},
