@@ -187,18 +187,19 @@ pub(crate) fn pump<W: Socket, A: Access>(
             }
         }
 
-        // Time.
-        let deadline = access.with(|s| s.poll_timeout());
-        if io.timer.poll(cx, deadline).is_ready() {
-            access.with(|s| s.handle_timeout(Instant::now()));
+        // Time, then the end: whatever ended the connection in this round (an input, a failed
+        // write, a deadline), the socket is released in this same pass. Left to a later pass, it
+        // could outlive the connection: the driver finishes as soon as the core is over and may
+        // never pump again, and the peer would see TCP open after `closed()` returned.
+        let (deadline, mut done) = access.with(|s| (s.poll_timeout(), s.is_done()));
+        if !done && io.timer.poll(cx, deadline).is_ready() {
+            done = access.with(|s| {
+                s.handle_timeout(Instant::now());
+                s.is_done()
+            });
             progress = true;
         }
-
-        // The end, checked last in every round: whatever ended the connection in it (an input, a
-        // failed write, a deadline), the socket is released in this same pass. Left to a later
-        // pass, it could outlive the connection: the driver finishes as soon as the core is over
-        // and may never pump again, and the peer would see TCP open after `closed()` returned.
-        if access.with(|s| s.is_done()) {
+        if done {
             io.transport.release();
             return false;
         }
