@@ -727,9 +727,11 @@ async fn flush_and_close_whose_bytes_never_leave_fail_with_1006() {
         let (client, server, link) = rig.conn_pair(Config::default(), Config::default()).await;
         let (mut flushing, _flushed) = announced_stream(&client, &server).await;
         let (mut closing, _closed) = announced_stream(&client, &server).await;
-        // The reset reaches both ends at once: once the server saw it, so did the client's
-        // socket, though nothing of the client read it yet.
+        // The proxy's threads close their handles one after the other, so the server may see
+        // its RST before the client's socket got one: wait until both did. Nothing of the
+        // client has read it yet.
         link.cut(Cut::Reset);
+        link.released().await;
         assert_abnormal("the server's end", Err(server.closed().await));
 
         flushing.write_all(b"late").await.expect("queued");

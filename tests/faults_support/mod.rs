@@ -255,6 +255,23 @@ struct LinkState {
     forwarded_waiters: Vec<(Dir, u64, oneshot::Sender<()>)>,
     /// Tests waiting for the cut.
     cut_waiters: Vec<oneshot::Sender<[u64; 2]>>,
+    /// Who still holds handles of the sockets: the two forwarding threads and `sockets`. The
+    /// kernel ends a connection (FIN or RST) only once its last handle is closed.
+    holders: usize,
+    /// Tests waiting until nobody does.
+    released_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl LinkState {
+    /// One holder closed its handles; once none is left, both ends have been told.
+    fn let_go(&mut self) {
+        self.holders -= 1;
+        if self.holders == 0 {
+            for waiter in self.released_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
 }
 
 struct DirState {
@@ -297,6 +314,8 @@ impl Link {
                     cut_at: None,
                     forwarded_waiters: Vec::new(),
                     cut_waiters: Vec::new(),
+                    holders: 3,
+                    released_waiters: Vec::new(),
                 }),
                 changed: Condvar::new(),
             }),
@@ -312,10 +331,17 @@ impl Link {
             (a.try_clone().expect("clone"), b.try_clone().expect("clone"))
         };
         let (up_from, up_to) = clones(&client, &server);
+        // `forward` closes its handles when it returns.
         let up = link.clone();
-        thread::spawn(move || up.forward(Dir::Up, up_from, up_to));
+        thread::spawn(move || {
+            up.forward(Dir::Up, up_from, up_to);
+            up.lock().let_go();
+        });
         let down = link.clone();
-        thread::spawn(move || down.forward(Dir::Down, server, client));
+        thread::spawn(move || {
+            down.forward(Dir::Down, server, client);
+            down.lock().let_go();
+        });
         link
     }
 
@@ -394,6 +420,23 @@ impl Link {
                 }
             }
         }
+        drop((client, server));
+        self.lock().let_go();
+    }
+
+    /// Resolves once the proxy closed every handle of both sockets: after a cut, both ends have
+    /// been sent their FIN or RST (the threads let go at their own pace, one end before the
+    /// other).
+    pub async fn released(&self) {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = self.lock();
+            if state.holders == 0 {
+                return;
+            }
+            state.released_waiters.push(tx);
+        }
+        let _ = rx.await;
     }
 
     /// Bytes forwarded `dir` so far.
@@ -602,7 +645,9 @@ impl Link {
         }
         if state.dirs.iter().all(|d| d.ended) {
             // Over without a cut: nobody waits for one any more.
-            state.sockets = None;
+            if state.sockets.take().is_some() {
+                state.let_go();
+            }
             state.cut_waiters.clear();
         }
     }
